@@ -1,0 +1,67 @@
+# LoRA reproduction harness. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Fail fast instead of retrying the Hub when it is unreachable; unset to download.
+export HF_HUB_OFFLINE ?= 1
+export WANDB_MODE ?= offline
+# Local data: ../shared/data when present, else the Hugging Face Hub.
+LORA_DATA_DIR ?= $(if $(wildcard ../shared/data/glue),$(abspath ../shared/data),)
+export LORA_DATA_DIR
+SWEEP ?= sweep_rank
+ARGS ?=
+
+help: ## Show this help
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+install: $(STAMP) ## Create .venv and install the project (torch first, CPU build here)
+$(STAMP): pyproject.toml
+	test -d $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: install ## Main job: FT vs LoRA on 5 GLUE tasks with MiniLM-L6 (~30 min, 2 CPU cores)
+	$(PY) -m experiments.train experiment=demo $(ARGS)
+	$(PY) -m experiments.tables --experiment demo
+
+test: install ## Run the default test suite (no slow or GPU tests)
+	$(PY) -m pytest -q $(ARGS)
+
+test-slow: install ## Run the slow tests too
+	$(PY) -m pytest -q -m "slow or not slow" $(ARGS)
+
+test-gpu: install ## Run the GPU tests (skipped without CUDA)
+	$(PY) -m pytest -q -m gpu $(ARGS)
+
+lint: install ## Lint and check formatting with ruff
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install ## Format the code with ruff
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+sweep: install ## Hydra multirun over r, targets and seed (SWEEP=<experiment preset>), resumable
+	$(PY) -m experiments.train experiment=$(SWEEP) $(ARGS)
+	$(PY) -m experiments.tables --experiment $(SWEEP)
+
+tables: install ## Rebuild results/tables/* from the records in results/runs/
+	$(PY) -m experiments.tables
+
+table2: install ## Paper Table 2, RoBERTa-base LoRA on GLUE (GPU + Hub; ARGS=trainer=gpu ...)
+	$(PY) -m experiments.train experiment=table2_roberta_base $(ARGS)
+	$(PY) -m experiments.tables --experiment table2_roberta_base
+
+params: install ## Parameter counts without weights: ARGS="model=roberta-base method=lora"
+	$(PY) -m experiments.params $(ARGS)
+
+clean: ## Remove Trainer scratch space and Hydra logs (records are kept)
+	rm -rf outputs multirun .pytest_cache .ruff_cache
+
+.PHONY: help install demo test test-slow test-gpu lint format sweep tables table2 params clean

