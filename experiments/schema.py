@@ -97,7 +97,8 @@ class RunConfig:
     paths: PathsCfg = field(default_factory=PathsCfg)
     experiment_name: str = "default"
     seed: int = 42
-    hparams: dict[str, Any] = field(default_factory=dict)  # per-method/task tables of presets
+    row: str | None = None  # a paper-table row of ``hparams`` (experiment presets)
+    hparams: dict[str, Any] = field(default_factory=dict)  # row -> method + per-task settings
     notes: str | None = None  # shown under the experiment's table
 
 
@@ -121,6 +122,10 @@ def validate(cfg: DictConfig, known_tasks: dict[str, Any]) -> MethodConfig:
     Raises:
         ConfigError: one line, naming the setting and the allowed values.
     """
+    if cfg.row is not None:
+        rows = list(cfg.hparams)
+        _check(cfg.row in rows, "row", f"{cfg.row!r} is not a row of this experiment; rows: "
+               f"{', '.join(rows) or 'none (this experiment has no hparams table)'}")  # fmt: skip
     _check(
         cfg.task.name in known_tasks,
         "task.name",

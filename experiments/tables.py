@@ -20,6 +20,7 @@ from typing import Any
 
 from experiments.glue_data import TASKS as GLUE_TASKS
 from experiments.paper_numbers import GLUE_COLUMNS, TABLE2, PaperRow, paper_rows
+from experiments.plots import plot_rank_sweep
 from experiments.records import load_records, method_tag
 
 METHOD_LABELS = {
@@ -112,25 +113,27 @@ def render_glue(experiment: str, records: list[dict[str, Any]], notes: str | Non
     columns, rows = glue_rows(records)
     heads = [GLUE_TASKS[c].display for c in columns]
     header = ["Model", "Method", "# Params (paper count)", "# Trainable (with head)",
-              *heads, "Avg.", "Seeds"]  # fmt: skip
+              "# Total", *heads, "Avg.", "Seeds"]  # fmt: skip
     md = [f"# {experiment}: GLUE dev results", ""]
     md += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    csv_rows = [["source", *header, "params_total"]]
+    csv_rows = [["source", *header, "params_method", "params_trainable", "params_total"]]
     shown_paper: set[str] = set()
     for row in rows:
         cells = [f"{row['scores'][c]:.1f}" if c in row["scores"] else "" for c in columns]
         avg = f"{row['avg']:.1f}" if row["avg"] is not None else ""
         line = [row["model"], row["label"], fmt_params(row["params_method"]),
-                fmt_params(row["params_trainable"]), *cells, avg, str(row["seeds"])]  # fmt: skip
+                fmt_params(row["params_trainable"]), fmt_params(row["params_total"]),
+                *cells, avg, str(row["seeds"])]  # fmt: skip
         md.append("| " + " | ".join(line) + " |")
-        csv_rows.append(["ours", *line, str(row["params_total"])])
+        csv_rows.append(["ours", *line, str(row["params_method"]), str(row["params_trainable"]),
+                         str(row["params_total"])])  # fmt: skip
         for paper in paper_rows(TABLE2, row["model"], row["method"]):
             if paper.display + paper.params in shown_paper:
                 continue
             shown_paper.add(paper.display + paper.params)
-            pl = ["paper", paper.display, paper.params, "", *_paper_cells(paper, columns), "5"]
+            pl = ["paper", paper.display, paper.params, "", "", *_paper_cells(paper, columns), "5"]
             md.append("| " + " | ".join(f"*{c}*" if c else "" for c in pl) + " |")
-            csv_rows.append(["paper", *pl, ""])
+            csv_rows.append(["paper", *pl, "", "", ""])
     if not shown_paper:
         md += ["", "For scale only (different model and budget), the paper's RoBERTa-base rows:", ""]
         md += ["| Paper row | # Params | " + " | ".join(heads) + " | Avg. |",
@@ -139,8 +142,8 @@ def render_glue(experiment: str, records: list[dict[str, Any]], notes: str | Non
             if paper.model == "roberta-base" and paper.method in {r["method"] for r in rows}:
                 md.append(f"| {paper.display} | {paper.params} | "
                           + " | ".join(_paper_cells(paper, columns)) + " |")  # fmt: skip
-                csv_rows.append(["paper", "roberta-base", paper.display, paper.params, "",
-                                 *_paper_cells(paper, columns), "5"])  # fmt: skip
+                csv_rows.append(["paper", "roberta-base", paper.display, paper.params, "", "",
+                                 *_paper_cells(paper, columns), "5", "", "", ""])  # fmt: skip
     md += ["", "Scores ×100 on the dev sets: accuracy, Matthews correlation (CoLA), Pearson "
            "(STS-B); median over seeds of each run's best epoch. \"# Params (paper count)\" "
            "excludes the task head, as the paper's tables do; \"with head\" counts every "
@@ -174,6 +177,11 @@ def write_tables(results_dir: Path, experiment: str | None = None) -> list[Path]
         with open(out / f"{exp}.csv", "w", newline="") as f:
             csv.writer(f).writerows(rows)
         written += [out / f"{exp}.md", out / f"{exp}.csv"]
+        figure = plot_rank_sweep(glue, out / f"{exp}_rank.png")
+        if figure is not None:
+            with open(out / f"{exp}.md", "a") as f:
+                f.write(f"\n![score against rank]({figure.name})\n")
+            written.append(figure)
     return written
 
 

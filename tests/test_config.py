@@ -40,6 +40,32 @@ def test_experiment_presets_compose(experiment):
     validate(cfg, known_tasks())
 
 
+@pytest.mark.parametrize("experiment", _options("experiment"))
+def test_every_row_of_every_preset_validates(experiment):
+    """Paper-row presets: each row resolves its method and per-task settings."""
+    from omegaconf import OmegaConf
+
+    cfg = compose_cfg([f"experiment={experiment}"])
+    preset = OmegaConf.load(CONF / "experiment" / f"{experiment}.yaml")
+    sweep = OmegaConf.select(preset, "hydra.sweeper.params", default={}) or {}
+    tasks = str(sweep.get("task", cfg.task.name)).split(",")
+    rows = list(cfg.hparams) or [None]
+    # every row once and every task once (the full product adds nothing but time)
+    points = [(row, tasks[0]) for row in rows] + [(rows[0], task) for task in tasks[1:]]
+    for row, task in points:
+        overrides = [f"experiment={experiment}", f"task={task}"]
+        if row is not None:
+            overrides.append(f"row={row}")
+        row_cfg = compose_cfg(overrides)
+        method = validate(row_cfg, known_tasks())
+        assert row_cfg.train.lr > 0 and method.name
+
+
+def test_unknown_row_lists_rows():
+    with pytest.raises(ConfigError, match=r"invalid setting row: 'x' is not a row .* rows: full_ft, lora"):
+        validate(compose_cfg(["experiment=demo", "row=x"]), known_tasks())
+
+
 def test_method_learning_rates_differ():
     assert compose_cfg(["method=lora"]).train.lr > 5 * compose_cfg(["method=full_ft"]).train.lr
 

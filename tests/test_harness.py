@@ -41,8 +41,10 @@ def tiny_overrides(model_dir, results_dir, *extra):
 
 
 @pytest.mark.parametrize(
-    ("task", "method"), [("sst2", "lora"), ("stsb", "full_ft"), ("cola", "lora")]
-)
+    ("task", "method"),
+    [("sst2", "lora"), ("stsb", "full_ft"), ("cola", "lora"), ("mrpc", "adapter_h"),
+     ("rte", "prefix_layer")],
+)  # fmt: skip
 def test_run_writes_complete_record(tiny_model_dir, tmp_path, task, method):
     cfg = compose_cfg(tiny_overrides(tiny_model_dir, tmp_path, f"task={task}", f"method={method}"))
     record = run(cfg)
@@ -58,6 +60,11 @@ def test_run_writes_complete_record(tiny_model_dir, tmp_path, task, method):
     assert 0 < params["method"] <= params["trainable"] <= params["total"]
     if method == "lora":
         assert params["method"] == 2 * 2 * 2 * 32 * 8  # 2 layers × (q, v) × (A, B) × d × r
+    if method == "adapter_h":
+        assert params["method"] == 2 * 2 * (2 * 32 * 8 + 8 + 32)  # 2 layers × 2 adapters
+    if method == "prefix_layer":  # l_p + l_i = 20 virtual tokens take their share
+        assert record["data"]["virtual_tokens"] == 20
+        assert params["method"] == 2 * 32 * 20
     assert record["timing"]["train_seconds"] > 0 and record["memory"]["peak_rss_mb"] > 0
     assert record["data"]["train_size"] > 0 and record["config"]["task"]["name"] == task
     prov = record["provenance"]
