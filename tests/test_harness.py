@@ -104,3 +104,28 @@ def test_failed_point_writes_failure_record_and_sweep_goes_on(tiny_model_dir, tm
     assert len([p for p in runs.glob("*.json") if not p.name.endswith(".failed.json")]) == 1
     failed = json.loads(next(runs.glob("*.failed.json")).read_text())
     assert failed["status"] == "failed" and "nonexistent" in failed["error"] + failed["traceback"]
+
+
+def test_wandb_logs_the_run_offline(tiny_model_dir, tmp_path, monkeypatch):
+    import wandb
+
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    seen = {}
+    real_finish = wandb.finish
+
+    def finish(*args, **kwargs):  # read the summary just before the run closes
+        seen.update(dict(wandb.run.summary))
+        return real_finish(*args, **kwargs)
+
+    monkeypatch.setattr(wandb, "finish", finish)
+    cfg = compose_cfg(
+        tiny_overrides(tiny_model_dir, tmp_path, "task=sst2", "logger=wandb", "train.epochs=1")
+    )
+    record = run(cfg)
+    assert os.environ["WANDB_MODE"] == "offline"  # no key: offline, nothing uploaded
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+    assert seen["best"]["dev_accuracy"] == record["metrics"]["best"]["dev_accuracy"]
+    assert seen["params"]["method"] == record["params"]["method"]
