@@ -61,7 +61,17 @@ table2: install ## Paper Table 2, RoBERTa-base LoRA on GLUE (GPU + Hub; ARGS=tra
 params: install ## Parameter counts without weights: ARGS="model=roberta-base method=lora"
 	$(PY) -m experiments.params $(ARGS)
 
+latency: install ## Inference latency, paper Table 1/Fig. 5 (CPU ~10 min; GPU: ARGS="preset=table1 device=cuda")
+	$(PY) -m experiments.latency $(ARGS)
+
+bench: install ## Training step time, peak memory, checkpoint size: LoRA vs full FT and vs peft (CPU ~8 min)
+	$(PY) -m experiments.bench $(ARGS)
+
+e2e-demo: install ## E2E NLG (Table 3's task): FT vs LoRA, MiniLM-L6 decoder, 630 test MRs (~30 min, 2 CPU cores)
+	$(PY) -m experiments.train experiment=e2e_demo $(ARGS)
+	$(PY) -m experiments.tables --experiment e2e_demo
+
 clean: ## Remove Trainer scratch space and Hydra logs (records are kept)
 	rm -rf outputs multirun .pytest_cache .ruff_cache
 
-.PHONY: help install demo test test-slow test-gpu lint format sweep tables table2 params clean
+.PHONY: help install demo test test-slow test-gpu lint format sweep tables table2 params latency bench e2e-demo clean

@@ -20,6 +20,10 @@ PRECISIONS = ("fp32", "fp16", "bf16")
 MODEL_SOURCES = ("hub", "package")
 LOGGERS = ("wandb",)
 SCHEDULERS = ("linear", "constant", "cosine")
+#: keys of ``task.decode`` (E2E beam search; conf/task/e2e.yaml)
+DECODE_KEYS = (
+    "num_beams", "length_penalty", "no_repeat_ngram_size", "max_new_tokens", "batch_size", "max_mrs",
+)  # fmt: skip
 
 
 class ConfigError(ValueError):
@@ -38,6 +42,9 @@ class ModelCfg:
 class TaskCfg:
     name: str = MISSING
     family: str = "glue"
+    # E2E only (GLUE leaves them unset): reference/MR pre-tokenization, beam search settings
+    pretokenize: bool = False
+    decode: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -112,6 +119,24 @@ def _check(ok: bool, setting: str, message: str) -> None:
         raise ConfigError(f"invalid setting {setting}: {message}")
 
 
+def _validate_decode(decode: DictConfig) -> None:
+    keys = set(decode)
+    _check(keys == set(DECODE_KEYS), "task.decode",
+           f"keys {sorted(keys)}; needs exactly {', '.join(DECODE_KEYS)}")  # fmt: skip
+    for key in ("num_beams", "max_new_tokens", "batch_size"):
+        value = decode[key]
+        _check(isinstance(value, int) and value >= 1, f"task.decode.{key}", f"must be an integer >= 1; got {value!r}")  # fmt: skip
+    ngram = decode.no_repeat_ngram_size
+    _check(isinstance(ngram, int) and ngram >= 0, "task.decode.no_repeat_ngram_size",
+           f"must be an integer >= 0 (0 = off); got {ngram!r}")  # fmt: skip
+    penalty = decode.length_penalty
+    _check(isinstance(penalty, (int, float)) and not isinstance(penalty, bool),
+           "task.decode.length_penalty", f"must be a number; got {penalty!r}")  # fmt: skip
+    mrs = decode.max_mrs
+    _check(mrs is None or (isinstance(mrs, int) and mrs >= 1), "task.decode.max_mrs",
+           f"must be an integer >= 1 or null; got {mrs!r}")  # fmt: skip
+
+
 def validate(cfg: DictConfig, known_tasks: dict[str, Any]) -> MethodConfig:
     """Check values of a composed config; return the built method config.
 
@@ -158,6 +183,8 @@ def validate(cfg: DictConfig, known_tasks: dict[str, Any]) -> MethodConfig:
         "train.label_smoothing",
         f"must be in [0, 1); got {cfg.train.label_smoothing}",
     )
+    if cfg.task.family == "e2e":
+        _validate_decode(cfg.task.decode)
     method = OmegaConf.to_container(cfg.method, resolve=True)
     name = method.pop("name", None)
     try:

@@ -168,6 +168,11 @@ def write_tables(results_dir: Path, experiment: str | None = None) -> list[Path]
     out = results_dir / "tables"
     out.mkdir(parents=True, exist_ok=True)
     for exp, recs in sorted(by_exp.items()):
+        e2e = [r for r in recs if r["task"] == "e2e"]
+        if e2e:  # imported here: experiments.e2e_tables imports this module
+            from experiments.e2e_tables import write_e2e_table
+
+            written += write_e2e_table(out, exp if len(e2e) == len(recs) else f"{exp}_e2e", exp, e2e)
         glue = [r for r in recs if r["task"] in GLUE_TASKS]
         if not glue:
             continue

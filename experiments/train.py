@@ -22,6 +22,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from experiments.e2e_task import TASKS as E2E_TASKS
+from experiments.e2e_task import run_e2e
 from experiments.glue_data import TASKS as GLUE_TASKS
 from experiments.glue_task import run_glue
 from experiments.records import build_record, record_path, run_id, write_atomic
@@ -33,6 +35,7 @@ log = logging.getLogger("experiments.train")
 #: task family -> (known task names, runner)
 FAMILIES: dict[str, tuple[dict[str, Any], Callable[..., dict[str, Any]]]] = {
     "glue": (GLUE_TASKS, run_glue),
+    "e2e": (E2E_TASKS, run_e2e),
 }
 
 register_configs()

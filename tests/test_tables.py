@@ -8,7 +8,9 @@ from experiments.records import write_atomic
 from experiments.tables import fmt_params, method_label, write_tables
 
 
-def _record(tmp_path, experiment, model, task, method, seed, score, params=(294_912, 887_042, 124_942_082)):
+def _record(
+    tmp_path, experiment, model, task, method, seed, score, params=(294_912, 887_042, 124_942_082)
+):
     rid = f"{model}-{task}-{method['name']}-{method.get('r', '')}-s{seed}"
     write_atomic(
         tmp_path / "runs" / experiment / f"{rid}.json",
@@ -36,7 +38,7 @@ def test_median_over_seeds_and_paper_rows(tmp_path):
     assert cells[1] == "LoRA (r=8, W_q,W_v)" and cells[2] == "0.29M"
     assert cells[5:] == ["60.0", "85.0", "72.5", "3"]
     assert "*RoB-base (LoRA)*" in md and "*95.1*" in md and "*86.6*" in md
-    rows = list(csv.reader(open(tmp_path / "tables" / "t2.csv")))
+    rows = list(csv.reader((tmp_path / "tables" / "t2.csv").read_text().splitlines()))
     assert rows[0][0] == "source" and rows[1][0] == "ours" and rows[2][0] == "paper"
     assert rows[1][-3:] == ["294912", "887042", "124942082"]
     assert "a note" in md
