@@ -15,6 +15,8 @@ from experiments.glue_data import get_task, load_glue, resolve_data_dir
 from experiments.glue_metrics import glue_metrics
 from experiments.models import load_model, load_tokenizer
 from experiments.training import epoch_history, peak_memory, reset_peak_memory, training_arguments
+from lora.arch import arch_spec
+from lora.checkpoint import load_adapter_weights, save_adapter
 from lora.methods import MethodConfig
 from lora.params import count_parameters
 
@@ -52,6 +54,9 @@ def run_glue(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[st
     set_seed(cfg.seed)
     model = load_model(cfg.model, "sequence_classification", num_labels=task.num_labels)
     method.apply(model)
+    if cfg.train.init_adapter:  # e.g. the MNLI checkpoint for MRPC, RTE, STS-B (§D.1)
+        head = method.modules_to_save or arch_spec(model).head
+        load_adapter_weights(model, cfg.train.init_adapter, skip=tuple(head))
     max_len, virtual = usable_length(cfg, method, model.config.max_position_embeddings - 2)
 
     def tokenize(batch: dict[str, list]) -> dict[str, Any]:
@@ -82,6 +87,9 @@ def run_glue(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[st
     train_out = trainer.train()
     train_seconds = time.perf_counter() - start
 
+    if cfg.train.save_adapter:
+        save_adapter(model, output_dir / "adapter", method,
+                     metadata={"model": cfg.model.name, "task": task.name})  # fmt: skip
     epochs = epoch_history(trainer.state.log_history)
     key = f"eval_{main_split}_{task.main_metric}"
     best = max(epochs, key=lambda row: row.get(key, float("-inf")))

@@ -62,7 +62,8 @@ class TrainCfg:
     gradient_accumulation_steps: int = 1
     max_grad_norm: float = 1.0
     label_smoothing: float = 0.0
-    save_adapter: bool = False  # write the trained parameters next to the record
+    save_adapter: bool = False  # write the trained parameters to <output_dir>/runs/.../adapter
+    init_adapter: str | None = None  # start from a saved adapter (head excluded), e.g. MNLI
 
 
 @dataclass

@@ -15,7 +15,7 @@ from lora.adapters import (
     adapter_layers,
 )
 from lora.arch import ARCHITECTURES, TARGET_NAMES, arch_spec
-from lora.checkpoint import load_adapter, save_adapter
+from lora.checkpoint import load_adapter, load_adapter_weights, save_adapter
 from lora.inject import apply_lora, lora_layers, merge_and_unload, merge_lora, unmerge_lora
 from lora.layers import FusedLinear, Linear, LoRALayer
 from lora.methods import METHODS, FullFTConfig, LoraConfig, MethodConfig, make_method
@@ -48,6 +48,7 @@ __all__ = [
     "arch_spec",
     "count_parameters",
     "load_adapter",
+    "load_adapter_weights",
     "lora_layers",
     "make_method",
     "mark_trainable",

@@ -84,3 +84,41 @@ def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
                 raise ValueError(f"shape mismatch for {name}: {tuple(tensor.shape)} vs model")
             params[name].copy_(tensor)
     return model
+
+
+def load_adapter_weights(
+    model: nn.Module, path: str | os.PathLike, skip: tuple[str, ...] = ()
+) -> list[str]:
+    """Copy saved weights into a model adapted the same way, leaving ``skip`` modules out.
+
+    This is how the paper starts MRPC, RTE and STS-B from the MNLI LoRA checkpoint
+    (§D.1): the LoRA weights carry over, the task head (another size) does not.
+
+    Args:
+        model: a model already adapted with the saved method's structure.
+        path: a folder written by :func:`save_adapter`.
+        skip: module names (path components) whose tensors are not loaded, e.g. the head.
+
+    Returns:
+        The names of the loaded tensors.
+
+    Raises:
+        FileNotFoundError: no weights file in ``path``.
+        ValueError: a saved tensor has no counterpart of the same shape in ``model``.
+    """
+    weights = Path(path) / WEIGHTS_NAME
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights} not found; was it written by save_adapter?")
+    params = dict(model.named_parameters())
+    loaded = []
+    with torch.no_grad():
+        for name, tensor in load_file(str(weights)).items():
+            if any(s in name.split(".") for s in skip):
+                continue
+            if name not in params or params[name].shape != tensor.shape:
+                raise ValueError(
+                    f"saved tensor {name} {tuple(tensor.shape)} does not fit the model"
+                )
+            params[name].copy_(tensor)
+            loaded.append(name)
+    return loaded

@@ -44,3 +44,21 @@ def test_load_into_wrong_architecture_fails(tmp_path):
 def test_missing_files_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=WEIGHTS_NAME):
         load_adapter(tiny_bert(), tmp_path)
+
+
+def test_load_adapter_weights_skips_the_head(tmp_path):
+    from lora import load_adapter_weights
+
+    method = LoraConfig(r=2)
+    source = method.apply(tiny_bert(seed=0))
+    randomize_lora(source)
+    save_adapter(source, tmp_path, method)
+    target = method.apply(tiny_bert(num_labels=3, seed=1))  # another head size, like MNLI -> RTE
+    loaded = load_adapter_weights(target, tmp_path, skip=("classifier",))
+    assert loaded and all("lora_" in n or "pooler" in n for n in loaded)
+    src, dst = dict(source.named_parameters()), dict(target.named_parameters())
+    for name in loaded:
+        assert torch.equal(src[name], dst[name])
+    assert dst["classifier.weight"].shape == (3, 32)
+    with pytest.raises(ValueError, match="does not fit the model"):
+        load_adapter_weights(method.apply(tiny_bert(num_labels=3)), tmp_path)

@@ -129,3 +129,20 @@ def test_wandb_logs_the_run_offline(tiny_model_dir, tmp_path, monkeypatch):
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
     assert seen["best"]["dev_accuracy"] == record["metrics"]["best"]["dev_accuracy"]
     assert seen["params"]["method"] == record["params"]["method"]
+
+
+def test_save_adapter_then_start_another_task_from_it(tiny_model_dir, tmp_path):
+    """The paper's MNLI -> MRPC/RTE/STS-B initialisation: LoRA carries over, the head not."""
+    from safetensors.torch import load_file
+
+    first = compose_cfg(
+        tiny_overrides(tiny_model_dir, tmp_path, "task=sst2", "train.save_adapter=true")
+    )
+    run(first)
+    adapter = tmp_path / "outputs" / "runs" / "fixture" / run_id(first) / "adapter"
+    saved = load_file(str(adapter / "adapter_model.safetensors"))
+    assert any("lora_A" in k for k in saved) and any("classifier" in k for k in saved)
+    second = compose_cfg(
+        tiny_overrides(tiny_model_dir, tmp_path, "task=stsb", f"train.init_adapter={adapter}")
+    )
+    assert run(second)["status"] == "ok"  # 1-output head of STS-B is not loaded from SST-2's 2
