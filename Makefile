@@ -67,7 +67,7 @@ latency: install ## Inference latency, paper Table 1/Fig. 5 (CPU ~10 min; GPU: A
 bench: install ## Training step time, peak memory, checkpoint size: LoRA vs full FT and vs peft (CPU ~8 min)
 	$(PY) -m experiments.bench $(ARGS)
 
-e2e-demo: install ## E2E NLG (Table 3's task): FT vs LoRA, MiniLM-L6 decoder, 630 test MRs (~30 min, 2 CPU cores)
+e2e-demo: install ## E2E NLG (Table 3's task): FT vs LoRA, MiniLM-L6 decoder (~30 min, 2 CPU cores)
 	$(PY) -m experiments.train experiment=e2e_demo $(ARGS)
 	$(PY) -m experiments.tables --experiment e2e_demo
 

@@ -22,8 +22,13 @@ LOGGERS = ("wandb",)
 SCHEDULERS = ("linear", "constant", "cosine")
 #: keys of ``task.decode`` (E2E beam search; conf/task/e2e.yaml)
 DECODE_KEYS = (
-    "num_beams", "length_penalty", "no_repeat_ngram_size", "max_new_tokens", "batch_size", "max_mrs",
-)  # fmt: skip
+    "num_beams",
+    "length_penalty",
+    "no_repeat_ngram_size",
+    "max_new_tokens",
+    "batch_size",
+    "max_mrs",
+)
 
 
 class ConfigError(ValueError):
@@ -121,20 +126,24 @@ def _check(ok: bool, setting: str, message: str) -> None:
 
 
 def _validate_decode(decode: DictConfig) -> None:
-    keys = set(decode)
-    _check(keys == set(DECODE_KEYS), "task.decode",
-           f"keys {sorted(keys)}; needs exactly {', '.join(DECODE_KEYS)}")  # fmt: skip
-    for key in ("num_beams", "max_new_tokens", "batch_size"):
+    """One-line checks of ``task.decode``, the E2E beam search settings."""
+    keys = sorted(decode)
+    needs = ", ".join(DECODE_KEYS)
+    _check(set(keys) == set(DECODE_KEYS), "task.decode", f"keys {keys}; needs exactly {needs}")
+
+    def is_int(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    for key, low in (("num_beams", 1), ("max_new_tokens", 1), ("batch_size", 1),
+                     ("no_repeat_ngram_size", 0)):  # fmt: skip
         value = decode[key]
-        _check(isinstance(value, int) and value >= 1, f"task.decode.{key}", f"must be an integer >= 1; got {value!r}")  # fmt: skip
-    ngram = decode.no_repeat_ngram_size
-    _check(isinstance(ngram, int) and ngram >= 0, "task.decode.no_repeat_ngram_size",
-           f"must be an integer >= 0 (0 = off); got {ngram!r}")  # fmt: skip
+        _check(is_int(value) and value >= low, f"task.decode.{key}",
+               f"must be an integer >= {low}; got {value!r}")  # fmt: skip
     penalty = decode.length_penalty
     _check(isinstance(penalty, (int, float)) and not isinstance(penalty, bool),
            "task.decode.length_penalty", f"must be a number; got {penalty!r}")  # fmt: skip
     mrs = decode.max_mrs
-    _check(mrs is None or (isinstance(mrs, int) and mrs >= 1), "task.decode.max_mrs",
+    _check(mrs is None or (is_int(mrs) and mrs >= 1), "task.decode.max_mrs",
            f"must be an integer >= 1 or null; got {mrs!r}")  # fmt: skip
 
 

@@ -77,9 +77,7 @@ def glue_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, 
             if values:
                 scores[task] = statistics.median(values)
                 seeds[task] = len(values)
-                train_sizes[task] = next(
-                    r["data"]["train_size"] for r in recs if r["task"] == task
-                )
+                train_sizes[task] = next(r["data"]["train_size"] for r in recs if r["task"] == task)
         params = recs[0]["params"]
         rows.append(
             {
@@ -108,7 +106,9 @@ def _paper_cells(row: PaperRow, columns: list[str]) -> list[str]:
     return cells + [avg]
 
 
-def render_glue(experiment: str, records: list[dict[str, Any]], notes: str | None) -> tuple[str, list[list[str]]]:
+def render_glue(
+    experiment: str, records: list[dict[str, Any]], notes: str | None
+) -> tuple[str, list[list[str]]]:
     """Markdown and CSV rows of one experiment's GLUE table."""
     columns, rows = glue_rows(records)
     heads = [GLUE_TASKS[c].display for c in columns]
@@ -135,7 +135,11 @@ def render_glue(experiment: str, records: list[dict[str, Any]], notes: str | Non
             md.append("| " + " | ".join(f"*{c}*" if c else "" for c in pl) + " |")
             csv_rows.append(["paper", *pl, "", "", ""])
     if not shown_paper:
-        md += ["", "For scale only (different model and budget), the paper's RoBERTa-base rows:", ""]
+        md += [
+            "",
+            "For scale only (different model and budget), the paper's RoBERTa-base rows:",
+            "",
+        ]
         md += ["| Paper row | # Params | " + " | ".join(heads) + " | Avg. |",
                "|" + "---|" * (len(heads) + 3)]  # fmt: skip
         for paper in TABLE2:
@@ -172,7 +176,8 @@ def write_tables(results_dir: Path, experiment: str | None = None) -> list[Path]
         if e2e:  # imported here: experiments.e2e_tables imports this module
             from experiments.e2e_tables import write_e2e_table
 
-            written += write_e2e_table(out, exp if len(e2e) == len(recs) else f"{exp}_e2e", exp, e2e)
+            stem = exp if len(e2e) == len(recs) else f"{exp}_e2e"
+            written += write_e2e_table(out, stem, exp, e2e)
         glue = [r for r in recs if r["task"] in GLUE_TASKS]
         if not glue:
             continue

@@ -88,7 +88,9 @@ def main(cfg: DictConfig) -> None:
         rid = run_id(cfg)
         write_atomic(
             record_path(cfg, rid, failed=True),
-            build_record(cfg, rid, "failed", None, error=repr(err), traceback=traceback.format_exc()),
+            build_record(
+                cfg, rid, "failed", None, error=repr(err), traceback=traceback.format_exc()
+            ),
         )
         log.exception("run %s failed; wrote %s", rid, record_path(cfg, rid, failed=True))
         if not multirun:

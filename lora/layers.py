@@ -160,7 +160,8 @@ class Linear(LoRALayer):
 
     def lora_forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.lora_dropout(x.to(self.lora_A.dtype))
-        return F.linear(F.linear(x, self.lora_A), self.lora_B) * self.scaling
+        # scale the r-wide intermediate, not the d-wide output: less work, same result
+        return F.linear(F.linear(x, self.lora_A) * self.scaling, self.lora_B)
 
 
 class FusedLinear(LoRALayer):
@@ -225,5 +226,5 @@ class FusedLinear(LoRALayer):
         return (delta if self.fan_in_fan_out else delta.T).to(self.base_layer.weight.dtype)
 
     def lora_forward(self, x: torch.Tensor) -> torch.Tensor:
-        a = F.linear(self.lora_dropout(x.to(self.lora_A.dtype)), self.lora_A)
-        return self._scatter(self._slice_deltas(a)) * self.scaling
+        a = F.linear(self.lora_dropout(x.to(self.lora_A.dtype)), self.lora_A) * self.scaling
+        return self._scatter(self._slice_deltas(a))

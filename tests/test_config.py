@@ -62,7 +62,9 @@ def test_every_row_of_every_preset_validates(experiment):
 
 
 def test_unknown_row_lists_rows():
-    with pytest.raises(ConfigError, match=r"invalid setting row: 'x' is not a row .* rows: full_ft, lora"):
+    with pytest.raises(
+        ConfigError, match=r"invalid setting row: 'x' is not a row .* rows: full_ft, lora"
+    ):
         validate(compose_cfg(["experiment=demo", "row=x"]), known_tasks())
 
 

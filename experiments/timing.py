@@ -1,0 +1,354 @@
+"""Timing, model-building and settings helpers shared by the latency and efficiency benchmarks.
+
+Protocol (paper App. B gives only "averaged over 100 trials" on one GPU, so the rest
+is ours): every callable being compared runs ``warmup`` untimed rounds, then
+``trials`` timed rounds; each round calls every callable once, in a fresh random
+order (:func:`interleave`). Slow drift of a shared or thermally throttled machine
+therefore hits all of them alike, and each method is compared with the base on
+paired per-round ratios (:func:`paired_ratio`). On CUDA a call is timed with CUDA
+events after a ``synchronize`` (:func:`time_call`); on CPU with ``perf_counter``.
+
+Errors: the ``resolve_*`` / ``check_*`` helpers raise
+:class:`experiments.schema.ConfigError` with one line naming the setting and the
+allowed values.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import hashlib
+import json
+import math
+import platform
+import random
+import statistics
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+from experiments.schema import ConfigError
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+DEVICES = ("cpu", "cuda")
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+# -- settings --------------------------------------------------------------------------
+
+
+def check(ok: bool, setting: str, message: str) -> None:
+    """Raise ``ConfigError("invalid setting <setting>: <message>")`` unless ``ok``."""
+    if not ok:
+        raise ConfigError(f"invalid setting {setting}: {message}")
+
+
+def check_int(value: Any, setting: str, minimum: int) -> int:
+    """``value`` as an int ≥ ``minimum`` (bools rejected)."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+    check(ok, setting, f"must be an integer >= {minimum}; got {value!r}")
+    return int(value)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"cpu"`` or ``"cuda"`` (``"cuda:N"`` too) -> ``torch.device``; CUDA must be present."""
+    kind = str(name).split(":")[0]
+    check(kind in DEVICES, "device", f"{name!r}; allowed: {', '.join(DEVICES)}")
+    if kind == "cuda":
+        check(
+            torch.cuda.is_available(), "device", f"{name!r} but CUDA is not available; allowed: cpu"
+        )
+    return torch.device(name)
+
+
+def select_device(device: torch.device) -> None:
+    """Make ``cuda:N`` the current device, so that CUDA events and peak-memory stats refer
+    to it; no-op on CPU and for a bare ``cuda``."""
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    """``"fp32"``, ``"fp16"`` or ``"bf16"`` -> ``torch.dtype``."""
+    check(name in DTYPES, "dtype", f"{name!r}; allowed: {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def model_names() -> list[str]:
+    """Model presets with architecture dimensions, ``conf/model/<name>.yaml``."""
+    return sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
+
+
+def arch_config(
+    name: str, arch: Mapping[str, Any] | None, overrides: Mapping[str, Any] | None = None
+) -> Any:
+    """The transformers config of a model preset's ``arch`` block.
+
+    Args:
+        name: the preset's name, for the error message.
+        arch: ``model_type`` and dimensions (``conf/model/<name>.yaml``'s ``arch``).
+        overrides: config attributes set afterwards; generic names such as
+            ``hidden_size`` or ``num_hidden_layers`` map to GPT-2's ``n_embd`` /
+            ``n_layer`` through the config's ``attribute_map`` (tests use tiny sizes).
+
+    Raises:
+        ConfigError: no ``arch`` block or no ``model_type`` in it.
+    """
+    check(bool(arch) and "model_type" in arch, "model", f"{name!r} has no arch dimensions")
+    arch = dict(arch)
+    config = AutoConfig.for_model(arch.pop("model_type"), **arch)
+    for key, value in (overrides or {}).items():
+        setattr(config, key, value)
+    return config
+
+
+def load_arch(
+    name: str, overrides: Mapping[str, Any] | None = None, setting: str = "models"
+) -> Any:
+    """:func:`arch_config` of model preset ``name``, read from ``conf/model/<name>.yaml``.
+
+    Raises:
+        ConfigError: unknown preset (naming ``setting``), or one without an ``arch`` block.
+    """
+    names = model_names()
+    check(name in names, setting, f"{name!r}; allowed: {', '.join(names)}")
+    node = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml"))
+    return arch_config(name, node.get("arch"), overrides)
+
+
+def build_model(config: Any, device: torch.device, dtype: torch.dtype, seed: int) -> nn.Module:
+    """Randomly initialised model for ``config``: a causal LM for GPT-2, else a classifier.
+
+    Weights are initialised as the architecture does (never left uninitialised:
+    garbage values can hold denormals or NaNs that change kernel speed).
+    """
+    torch.manual_seed(seed)
+    auto = (
+        AutoModelForCausalLM if config.model_type == "gpt2" else AutoModelForSequenceClassification
+    )
+    with torch.device(device):
+        model = auto.from_config(config)
+    return model.to(dtype)
+
+
+def share_weights_copy(model: nn.Module) -> nn.Module:
+    """Deep copy of ``model`` whose parameters are the original's (same tensors).
+
+    Methods that wrap modules or add parameters can then be applied to many copies of
+    one base model for the memory of one; callers must not change shared weights in
+    place (merging LoRA does: give the merged layers their own W0 first).
+    """
+    memo = {id(p): p for p in model.parameters()}
+    return copy.deepcopy(model, memo)
+
+
+def settings_hash(settings: Mapping[str, Any]) -> str:
+    """8 hex digits identifying a settings dict (record file names)."""
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def hardware(device: torch.device) -> dict[str, Any]:
+    """What the figures were measured on: CPU or GPU name, threads, torch build."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return {
+        "device": str(device),
+        "name": gpu or cpu,
+        "cpu": cpu,
+        "gpu": gpu,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if device.type == "cuda" else None,
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32 if device.type == "cuda" else None,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def hardware_line(hw: Mapping[str, Any]) -> str:
+    """One-line summary of :func:`hardware`, for table notes."""
+    where = f"GPU {hw['gpu']} (CUDA {hw['cuda']})" if hw["gpu"] else f"CPU {hw['cpu']}"
+    return f"{where}, {hw['threads']} torch threads, torch {hw['torch']}"
+
+
+# -- timing ----------------------------------------------------------------------------
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work; no-op on CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(fn: Callable[[], Any], device: torch.device) -> float:
+    """Wall time of one ``fn()`` in milliseconds.
+
+    CUDA: events recorded around the call after a ``synchronize`` (so earlier work is
+    not counted), then waits for the end event. CPU: ``time.perf_counter``.
+    """
+    if device.type == "cuda":
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize(device)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return float(start.elapsed_time(end))
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1e3
+
+
+def interleave(
+    fns: Mapping[str, Callable[[], Any]],
+    trials: int,
+    warmup: int,
+    device: torch.device,
+    seed: int = 0,
+    timer: Callable[[Callable[[], Any], torch.device], float] = time_call,
+) -> dict[str, list[float]]:
+    """Time several callables round-robin: ``warmup`` untimed rounds, ``trials`` timed.
+
+    Each round calls every callable once in a new random order (seeded), so no method
+    always follows the same neighbour and drift over the run hits all of them alike.
+
+    Args:
+        fns: name -> zero-argument callable (a forward pass, a training step ...).
+        trials: timed rounds, ≥ 1.
+        warmup: untimed rounds first (allocator, kernel selection, caches), ≥ 0.
+        device: where the callables run (CUDA timing needs it).
+        seed: seed of the per-round orders.
+        timer: ``(fn, device) -> ms``; tests replace it.
+
+    Returns:
+        name -> ``trials`` times in ms; element t of every list is from round t.
+    """
+    names = list(fns)
+    rng = random.Random(seed)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    synchronize(device)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(trials):
+        order = rng.sample(names, len(names))
+        gc.collect()
+        gc.disable()  # a collection inside a timed call would land on one method only
+        try:
+            for name in order:
+                times[name].append(timer(fns[name], device))
+        finally:
+            gc.enable()
+    return times
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Summary of repeated timings, ms.
+
+    Attributes:
+        mean, std: sample mean and standard deviation (std 0 for one sample).
+        median: median.
+        min: fastest sample (the least disturbed by other processes on a shared CPU).
+        n: number of samples.
+    """
+
+    mean: float
+    std: float
+    median: float
+    min: float
+    n: int
+
+    @classmethod
+    def of(cls, samples: Iterable[float]) -> Stats:
+        """Raises ValueError on no samples."""
+        xs = list(samples)
+        if not xs:
+            raise ValueError("no samples")
+        std = statistics.stdev(xs) if len(xs) > 1 else 0.0
+        return cls(statistics.fmean(xs), std, statistics.median(xs), min(xs), len(xs))
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+    def fmt(self, digits: int = 1) -> str:
+        """``mean±std`` as the paper prints it, e.g. ``1449.4±0.8``."""
+        return f"{self.mean:.{digits}f}±{self.std:.{digits}f}"
+
+
+def paired_ratio(num: list[float], den: list[float]) -> tuple[float, float]:
+    """Median of the per-round ratios num[t] / den[t], and its standard error.
+
+    The median resists a round in which a neighbour process slowed one call; on a
+    quiet GPU it equals the ratio of the means. The standard error uses the normal
+    approximation 1.2533·std/√n (0 for one round).
+
+    Raises:
+        ValueError: the lists differ in length or are empty.
+    """
+    if len(num) != len(den) or not num:
+        raise ValueError(f"need equal, non-empty paired samples; got {len(num)} and {len(den)}")
+    ratios = [a / b for a, b in zip(num, den, strict=True)]
+    se = 1.2533 * statistics.stdev(ratios) / math.sqrt(len(ratios)) if len(ratios) > 1 else 0.0
+    return statistics.median(ratios), se
+
+
+def fmt_ratio(ratio: float, se: float) -> str:
+    """``1.003±0.004``."""
+    return f"{ratio:.3f}±{se:.3f}"
+
+
+def fmt_bytes(n: float) -> str:
+    """Human size with binary units, e.g. ``1.42 GiB``."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{int(n)} B"
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Markdown table lines."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+__all__ = [
+    "CONF_DIR",
+    "DEVICES",
+    "DTYPES",
+    "Stats",
+    "build_model",
+    "check",
+    "check_int",
+    "fmt_bytes",
+    "fmt_ratio",
+    "hardware",
+    "hardware_line",
+    "arch_config",
+    "interleave",
+    "load_arch",
+    "md_table",
+    "model_names",
+    "paired_ratio",
+    "resolve_device",
+    "resolve_dtype",
+    "select_device",
+    "settings_hash",
+    "share_weights_copy",
+    "synchronize",
+    "time_call",
+]

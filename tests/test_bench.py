@@ -1,0 +1,142 @@
+"""The efficiency benchmark (experiments/bench.py) on tiny GPT-2 and RoBERTa models.
+
+No test asserts on a measured time; they check the settings, the training steps, the
+checkpoint sizes, the fresh-process memory probe and the written tables. The ``gpu``
+test runs the benchmark on CUDA when present.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from experiments import bench
+from experiments.schema import ConfigError
+from experiments.timing import load_arch
+from tests.conftest import ROOT
+
+TINY = (
+    "arch_overrides={hidden_size:32,num_hidden_layers:2,num_attention_heads:4,"
+    "intermediate_size:64,vocab_size:100,bos_token_id:0,eos_token_id:2}"
+)
+SMALL = [TINY, "batch=2", "seq=8", "trials=2", "warmup=1", "memory_steps=1"]
+
+
+def compose_bench(overrides: list[str]):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+        return compose("bench", overrides=overrides)
+
+
+def fake_timer(fn, device) -> float:
+    fn()
+    return 10.0
+
+
+@pytest.mark.parametrize("preset", bench.PRESETS)
+def test_presets_resolve(preset):
+    s = bench.resolve(compose_bench([f"preset={preset}"]))
+    assert s.models == ("gpt2-medium", "roberta-base") and s.sections == bench.SECTIONS
+    assert s.batch >= 1 and s.trials >= 1
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("preset=tpu", "invalid setting preset: 'tpu'; allowed: cpu, gpu"),
+        ("sections=[train,speed]", "invalid setting sections: ['speed']; allowed: train, memory"),
+        ("models=[gpt9]", "invalid setting models: 'gpt9'; allowed:"),
+        ("peft_model=gpt2-medium", "invalid setting peft_model: 'gpt2-medium': peft wraps whole"),
+        (
+            "models=[deberta-v2-xxlarge]",
+            "invalid setting lora: no entry for model_type 'deberta-v2'",
+        ),
+        ("seq=600", "invalid setting seq: 600 exceeds roberta-base's 512 usable positions"),
+        ("warmup=0", "invalid setting warmup: must be an integer >= 1; got 0"),
+        ("lora.gpt2.r=0", "invalid setting lora.gpt2: r must be an integer >= 1; got 0"),
+        ("dtype=int8", "invalid setting dtype: 'int8'; allowed: fp32, fp16, bf16"),
+    ],
+)
+def test_bad_settings_fail_in_one_line(override, message):
+    with pytest.raises(ConfigError) as err:
+        bench.resolve(compose_bench([override]))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["gpt2-medium", "roberta-base"])
+def test_lora_step_trains_only_lora_and_full_ft_trains_all(name):
+    s = bench.resolve(compose_bench(SMALL))
+    config = load_arch(name, s.arch_overrides)
+    device = torch.device("cpu")
+    inputs = bench.make_inputs(config, 2, 8, device, 0)
+    for method in bench.METHODS:
+        model = bench.adapt(bench.build_model(config, device, torch.float32, 0), method, s)
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        bench.train_step(model, inputs, 1e-2)()
+        changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        assert changed <= trainable and changed
+        if method == "lora":
+            assert all("lora_" in n or "classifier" in n for n in changed)
+
+
+def test_checkpoint_sizes_lora_is_smaller():
+    s = bench.resolve(compose_bench(SMALL))
+    config = load_arch("roberta-base", s.arch_overrides)
+    full = bench.adapt(
+        bench.build_model(config, torch.device("cpu"), torch.float32, 0), "full_ft", s
+    )
+    lora = bench.adapt(bench.build_model(config, torch.device("cpu"), torch.float32, 0), "lora", s)
+    sizes = bench.checkpoint_sizes({"full_ft": full, "lora": lora}, s)
+    assert sizes["lora"]["bytes"] < sizes["full_ft"]["bytes"]
+    assert sizes["lora"]["params"]["trainable"] < sizes["full_ft"]["params"]["trainable"]
+    assert sizes["full_ft"]["params"]["trainable"] == sizes["full_ft"]["params"]["total"]
+
+
+def test_run_writes_tables_csv_and_record(tmp_path):
+    cfg = compose_bench([*SMALL, "models=[gpt2-medium]", f"results_dir={tmp_path}"])
+    record, paths = bench.run(cfg, timer=fake_timer)
+    # the fresh-process memory probe really ran, once per method
+    assert [(m["model"], m["method"]) for m in record["memory"]] == [
+        ("gpt2-medium", "full_ft"),
+        ("gpt2-medium", "lora"),
+    ]
+    assert all(m["peak_rss_mb"] > 0 for m in record["memory"])
+    assert record["memory"][1]["ratio"] == pytest.approx(
+        record["memory"][1]["peak_rss_mb"] / record["memory"][0]["peak_rss_mb"]
+    )
+    assert record["models"][0]["train"]["ratio"]["lora"] == (1.0, 0.0)  # the fake timer
+    assert {t["where"] for t in record["targets"]} == {"gpt2-medium", "roberta-base"}
+    md = (tmp_path / "tables" / "efficiency.md").read_text()
+    for heading in (
+        "## Training step time and peak RSS",
+        "## Trainable parameters and checkpoint",
+        "## Our LoRA vs peft",
+        "## Targets",
+    ):
+        assert heading in md
+    rows = list(csv.DictReader((tmp_path / "tables" / "efficiency.csv").read_text().splitlines()))
+    assert {r["section"] for r in rows} == {"train", "memory", "checkpoint", "peft"}
+    ckpt = next(r for r in rows if r["measure"] == "checkpoint size")
+    assert float(ckpt["ratio"]) == pytest.approx(float(ckpt["a_value"]) / float(ckpt["b_value"]))
+    step = next(r for r in rows if r["section"] == "train")
+    assert step["target_max"] == "0.75" and step["met"] == "False"
+    saved = json.loads(next(p for p in paths if p.suffix == ".json").read_text())
+    assert saved["experiment"] == "bench" and saved["status"] == "ok"
+    assert saved["peft"]["forward_merged"]["stats"].keys() == {"base", "ours", "peft"}
+
+
+@pytest.mark.gpu
+def test_bench_on_cuda(tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    cfg = compose_bench([*SMALL, "device=cuda", "models=[gpt2-medium]", f"results_dir={tmp_path}"])
+    record, _ = bench.run(cfg)
+    assert all(m["peak_gpu_mb"] > 0 for m in record["memory"])
+    assert record["hardware"]["gpu"]
+    assert record["models"][0]["train"]["stats"]["lora"]["mean"] > 0

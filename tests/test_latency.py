@@ -1,0 +1,261 @@
+"""The latency protocol (experiments/latency.py, experiments/timing.py) on a tiny GPT-2.
+
+No test asserts on a measured time: they check the interleaving, the ratios, the
+variants (shared weights, merge), the adapter sizing, the outputs and the settings.
+The ``gpu`` test runs the protocol on CUDA when present.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from experiments import latency
+from experiments.schema import ConfigError
+from experiments.timing import Stats, interleave, paired_ratio, time_call
+from lora import count_parameters, lora_layers, make_method
+from tests.conftest import ROOT, tiny_gpt2
+
+TINY = (
+    "arch_overrides={n_layer:2,n_embd:32,n_head:4,vocab_size:100,n_positions:160,"
+    "bos_token_id:0,eos_token_id:0}"
+)
+
+
+def compose_latency(overrides: list[str]):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+        return compose("latency", overrides=overrides)
+
+
+def fake_timer(fn, device) -> float:
+    """Runs the call, returns a fixed time: tests never depend on the clock."""
+    fn()
+    return 10.0
+
+
+@pytest.mark.parametrize("preset", latency.PRESETS)
+def test_presets_resolve(preset):
+    s = latency.resolve(compose_latency([f"preset={preset}"]))
+    assert s.trials >= 1 and s.grid
+    if preset == "table1":
+        assert s.grid == ((32, 512), (16, 256), (1, 128)) and s.trials == 100
+    if preset == "figure5":
+        assert len(s.grid) == 18 and s.adapter_r == (10, 100, 250)
+        assert s.methods == ("adapter_l", "adapter_h")
+
+
+def test_overrides_beat_the_preset():
+    s = latency.resolve(compose_latency(["preset=table1", "trials=7", "grid=[[2,64]]"]))
+    assert s.trials == 7 and s.grid == ((2, 64),) and s.warmup == 10
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("preset=fast", "invalid setting preset: 'fast'; allowed: cpu, table1, figure5"),
+        ("dtype=fp8", "invalid setting dtype: 'fp8'; allowed: fp32, fp16, bf16"),
+        ("device=tpu", "invalid setting device: 'tpu'; allowed: cpu, cuda"),
+        ("model=roberta-base", "invalid setting model: 'roberta-base' is not GPT-2"),
+        ("methods=[lora_merged,adapter_x]", "invalid setting methods: ['adapter_x']; allowed:"),
+        ("grid=[[0,128]]", "invalid setting grid: must be an integer >= 1; got 0"),
+        ("grid=[[1,128,3]]", "invalid setting grid: entries must be [batch, seq]"),
+        ("grid=[[1,1020]]", "invalid setting grid: seq 1020 + 16 prefix tokens exceeds"),
+        ("trials=0", "invalid setting trials: must be an integer >= 1; got 0"),
+        ("lora.r=0", "invalid setting lora: r must be an integer >= 1; got 0"),
+        ("adapter_budgets=[]", "invalid setting adapter_budgets: adapter methods need"),
+    ],
+)
+def test_bad_settings_fail_in_one_line(override, message):
+    with pytest.raises(ConfigError) as err:
+        latency.resolve(compose_latency([override]))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_cuda_setting_without_cuda_is_a_one_line_error():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    with pytest.raises(ConfigError, match="'cuda' but CUDA is not available; allowed: cpu"):
+        latency.resolve(compose_latency(["device=cuda"]))
+
+
+def test_adapter_sizes_follow_the_paper_budgets():
+    r = latency.r_for_budget
+    assert r("adapter_l", 24, 1024, 500_000) == 9  # 0.52M, reference §1.1
+    assert r("adapter_l", 24, 1024, 11_000_000) == 222
+    assert r("adapter_h", 24, 1024, 500_000) == 5
+    assert r("adapter_h", 24, 1024, 11_000_000) == 111
+    assert latency.adapter_params("adapter_l", 24, 1024, 224) == 11_089_152  # paper's 11.09M
+    assert latency.adapter_params("adapter_l", 24, 1024, 6) == 368_784  # paper's 0.37M
+
+
+@pytest.mark.parametrize("kind", latency.ADAPTER_KINDS)
+def test_formula_equals_counted_parameters(kind):
+    model = make_method(kind, r=3).apply(tiny_gpt2())
+    assert count_parameters(model).method == latency.adapter_params(kind, 2, 32, 3)
+
+
+def test_interleave_calls_each_once_per_round_in_varying_order():
+    calls: list[str] = []
+    fns = {name: (lambda n=name: calls.append(n)) for name in "abcd"}
+    times = interleave(fns, trials=6, warmup=2, device=torch.device("cpu"), timer=fake_timer)
+    assert calls[:8] == list("abcd") * 2  # warm-up rounds
+    rounds = [calls[8 + 4 * i : 12 + 4 * i] for i in range(6)]
+    assert all(sorted(r) == list("abcd") for r in rounds)
+    assert len({tuple(r) for r in rounds}) > 1
+    assert {k: len(v) for k, v in times.items()} == dict.fromkeys("abcd", 6)
+
+
+def test_time_call_cpu_returns_milliseconds():
+    assert time_call(lambda: None, torch.device("cpu")) >= 0.0
+
+
+def test_paired_ratio_and_stats():
+    assert paired_ratio([2.0, 4.0, 6.0], [1.0, 2.0, 3.0]) == (2.0, 0.0)
+    ratio, se = paired_ratio([1.1, 1.0, 1.3], [1.0, 1.0, 1.0])
+    assert ratio == pytest.approx(1.1) and se > 0
+    with pytest.raises(ValueError):
+        paired_ratio([1.0], [1.0, 2.0])
+    st = Stats.of([1.0, 2.0, 3.0])
+    assert (st.mean, st.std, st.median, st.min, st.n) == (2.0, 1.0, 2.0, 1.0, 3)
+    assert st.fmt() == "2.0±1.0"
+
+
+def test_variants_share_weights_and_merge_without_touching_the_base():
+    s = latency.resolve(compose_latency([TINY, "adapter_budgets=[2000]", "grid=[[1,16]]"]))
+    base = tiny_gpt2()
+    w0 = base.transformer.h[0].attn.c_attn.weight.detach().clone()
+    variants = {v.key: v for v in latency.plan_variants(s, 2, 32)}
+    assert set(variants) == {
+        "base",
+        "lora_merged",
+        "lora_unmerged",
+        "adapter_l-r14",
+        "adapter_h-r7",
+        "prefix_layer",
+    }
+    merged, _ = latency.build_variant(base, variants["lora_merged"], 0)
+    unmerged, params = latency.build_variant(base, variants["lora_unmerged"], 0)
+    unloaded_variant = latency.Variant(
+        "lora_unloaded", "lora_unloaded", variants["lora_merged"].method
+    )
+    unloaded, _ = latency.build_variant(base, unloaded_variant, 0)
+    assert not lora_layers(unloaded) and len(lora_layers(merged)) == 2
+    assert params == 2 * 2 * (2 * 32 * 4)  # (W_q, W_v) x 2 layers x (A + B), rank 4
+    torch.testing.assert_close(base.transformer.h[0].attn.c_attn.weight, w0, rtol=0, atol=0)
+    assert unmerged.transformer.wte.weight is base.transformer.wte.weight
+    ids = torch.randint(0, 100, (2, 10), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out_m, out_u = merged(ids).logits, unmerged(ids).logits
+        torch.testing.assert_close(out_m, out_u, atol=1e-5, rtol=0)
+        torch.testing.assert_close(unloaded(ids).logits, out_m, atol=1e-6, rtol=0)
+        assert not torch.allclose(out_u, base(ids).logits, atol=1e-4)
+
+
+def _point(batch, seq, ratios):
+    res = {"base": {"ratio": 1.0}, **{k: {"ratio": r} for k, r in ratios.items()}}
+    return {"batch": batch, "seq": seq, "tokens": batch * seq, "results": res}
+
+
+def test_targets_are_evaluated_on_the_ratios():
+    variants = [
+        latency.Variant("base", "base"),
+        latency.Variant("lora_merged", "lora_merged", {"r": 4, "targets": ["q"]}),
+        latency.Variant("adapter_l-r9", "adapter_l", {"r": 9}, 500_000),
+        latency.Variant("adapter_h-r5", "adapter_h", {"r": 5}, 500_000),
+    ]
+    good = [
+        _point(1, 128, {"lora_merged": 1.01, "adapter_l-r9": 1.2, "adapter_h-r5": 1.3}),
+        _point(4, 128, {"lora_merged": 0.99, "adapter_l-r9": 1.1, "adapter_h-r5": 1.15}),
+    ]
+    assert [t["met"] for t in latency.check_targets(good, variants)] == [True] * 4
+    bad = [
+        _point(1, 128, {"lora_merged": 1.05, "adapter_l-r9": 1.2, "adapter_h-r5": 1.1}),
+        _point(4, 128, {"lora_merged": 1.0, "adapter_l-r9": 1.3, "adapter_h-r5": 0.99}),
+    ]
+    assert [t["met"] for t in latency.check_targets(bad, variants)] == [False] * 4
+
+
+def _run_tiny(tmp_path, extra=()):
+    cfg = compose_latency(
+        [
+            TINY,
+            "grid=[[1,128],[2,16]]",
+            "trials=2",
+            "warmup=1",
+            "adapter_budgets=[2000,6000]",
+            f"results_dir={tmp_path}",
+            *extra,
+        ]
+    )
+    return latency.run(cfg)
+
+
+def test_run_writes_table_csv_plot_and_record(tmp_path):
+    record, paths = _run_tiny(tmp_path)
+    names = {p.name for p in paths}
+    assert {"table1_latency.md", "table1_latency.csv"} <= names
+    md = (tmp_path / "tables" / "table1_latency.md").read_text()
+    assert "| Base (no adaptation) |" in md and "*Paper: AdapterH*" in md
+    assert "*25.8±2.2 (+30.3%), \\|Θ\\| 11.00M*" in md  # the paper's 1×128 AdapterH cell
+    assert "CPU default" in md and "## Targets" in md
+    rows = list(
+        csv.DictReader((tmp_path / "tables" / "table1_latency.csv").read_text().splitlines())
+    )
+    ours = [r for r in rows if r["source"] == "ours"]
+    assert len(ours) == 2 * len(record["variants"])  # every variant at both points
+    assert len([r for r in rows if r["source"] == "paper"]) == 3  # (1,128) only
+    for r in ours:
+        point = next(p for p in record["points"] if p["batch"] == int(r["batch"]))
+        key = next(v["key"] for v in record["variants"] if v["label"] == r["label"])
+        assert float(r["ratio_vs_base"]) == pytest.approx(point["results"][key]["ratio"], abs=1e-4)
+    base_rows = [r for r in ours if r["method"] == "base"]
+    assert all(float(r["ratio_vs_base"]) == 1.0 for r in base_rows)
+    saved = json.loads(next(p for p in paths if p.suffix == ".json").read_text())
+    assert saved["status"] == "ok" and saved["experiment"] == "latency"
+    assert saved["hardware"]["torch"] == torch.__version__ and saved["provenance"]["packages"]
+    if pytest.importorskip("matplotlib"):
+        assert (tmp_path / "tables" / "table1_latency.png").stat().st_size > 0
+
+
+def test_figure5_preset_runs_on_a_tiny_grid(tmp_path):
+    cfg = compose_latency(
+        [
+            TINY,
+            "preset=figure5",
+            "grid=[[1,8],[2,8],[1,16]]",
+            "trials=1",
+            "warmup=0",
+            "adapter_r=[2,4]",
+            f"results_dir={tmp_path}",
+        ]
+    )
+    record, _ = latency.run(cfg, timer=fake_timer)
+    assert [v["key"] for v in record["variants"]] == [
+        "base",
+        "adapter_l-r2",
+        "adapter_l-r4",
+        "adapter_h-r2",
+        "adapter_h-r4",
+    ]
+    assert all(r["ratio"] == 1.0 for p in record["points"] for r in p["results"].values())
+    assert (tmp_path / "tables" / "figure5_latency.md").exists()
+
+
+@pytest.mark.gpu
+def test_protocol_on_cuda(tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    ms = time_call(
+        lambda: torch.randn(512, 512, device="cuda") @ torch.randn(512, 512, device="cuda"),
+        torch.device("cuda"),
+    )
+    assert ms > 0
+    record, _ = _run_tiny(tmp_path, ["device=cuda", "trials=3"])
+    assert record["hardware"]["gpu"] and record["settings"]["device"] == "cuda"
+    assert all(p["results"]["base"]["stats"]["mean"] > 0 for p in record["points"])
