@@ -27,7 +27,6 @@ Errors: a bad setting stops with one line naming it and the allowed values.
 from __future__ import annotations
 
 import copy
-import csv
 import logging
 import multiprocessing
 import sys
@@ -63,6 +62,7 @@ from experiments.timing import (
     select_device,
     settings_hash,
     synchronize,
+    write_table,
 )
 from experiments.training import peak_memory, reset_peak_memory
 from lora import arch_spec, count_parameters, make_method, merge_lora, save_adapter
@@ -695,12 +695,7 @@ def write_outputs(record: dict[str, Any], results_dir: Path) -> list[Path]:
     name = record["settings"]["name"]
     tables = results_dir / "tables"
     tables.mkdir(parents=True, exist_ok=True)
-    md, rows = render(record)
-    (tables / f"{name}.md").write_text(md)
-    with open(tables / f"{name}.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_table(tables, name, *render(record), CSV_COLUMNS)
     run_path = results_dir / "runs" / "bench" / f"{record['run_id']}.json"
     write_atomic(run_path, record)
     return [tables / f"{name}.md", tables / f"{name}.csv", run_path]

@@ -18,7 +18,7 @@ from typing import Any
 
 from experiments.paper_numbers import E2E_COLUMNS, TABLE3, PaperRow, paper_rows
 from experiments.records import method_tag
-from experiments.tables import METHOD_LABELS, fmt_params, method_label
+from experiments.tables import METHOD_LABELS, fmt_params, row_identity
 
 HEADS = {"BLEU": "BLEU", "NIST": "NIST", "METEOR": "MET", "ROUGE_L": "ROUGE-L", "CIDEr": "CIDEr"}
 #: metric -> (factor to the paper's view, decimals as the paper prints them)
@@ -44,15 +44,9 @@ def e2e_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             values = [factor * r["metrics"]["test"][metric] for r in recs]
             mean[metric] = statistics.mean(values)
             std[metric] = statistics.stdev(values) if len(values) > 1 else None
-        params = recs[0]["params"]
         rows.append(
             {
-                "model": model,
-                "method": recs[0]["method"].get("name"),
-                "label": method_label(recs[0]["method"]),
-                "params_method": params["method"],
-                "params_trainable": params["trainable"],
-                "params_total": params["total"],
+                **row_identity(model, recs),
                 "mean": mean,
                 "std": std,
                 "seeds": len(recs),

@@ -24,7 +24,6 @@ Errors: a bad setting stops with one line naming it and the allowed values.
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import sys
@@ -39,6 +38,7 @@ from torch import nn
 
 from experiments.records import SCHEMA_VERSION, provenance, write_atomic
 from experiments.schema import ConfigError
+from experiments.tables import fmt_params
 from experiments.timing import (
     Stats,
     arch_config,
@@ -55,6 +55,7 @@ from experiments.timing import (
     select_device,
     settings_hash,
     share_weights_copy,
+    write_table,
 )
 from lora import count_parameters, lora_layers, make_method, merge_and_unload, merge_lora
 
@@ -449,12 +450,6 @@ def check_targets(points: list[dict[str, Any]], variants: list[Variant]) -> list
 # -- outputs ---------------------------------------------------------------------------
 
 
-def _fmt_params(n: int | None) -> str:
-    if n is None:
-        return ""
-    return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.1f}K" if n >= 1e3 else str(n)
-
-
 def _cell(res: dict[str, Any], base: bool) -> str:
     st = res["stats"]
     text = f"{st['mean']:.1f}±{st['std']:.1f}"
@@ -479,18 +474,18 @@ def render(record: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
                 continue
             mean, pm, pct = entry[kind]
             text = f"{mean:.1f}±{pm:.1f}" + ("" if kind == "base" else f" ({pct:+.1f}%)")
-            budget = "" if kind == "base" else f", \\|Θ\\| {_fmt_params(entry['budget'])}"
+            budget = "" if kind == "base" else f", \\|Θ\\| {fmt_params(entry['budget'])}"
             cells.append(f"*{text}{budget}*")
         rows.append([f"*Paper: {label}*", "", *cells])
 
     kinds = [v["kind"] for v in variants]
     for i, v in enumerate(variants):
         r = [p["results"][v["key"]] for p in points]
-        budget = f" [budget {_fmt_params(v['budget'])}]" if v["budget"] else ""
+        budget = f" [budget {fmt_params(v['budget'])}]" if v["budget"] else ""
         rows.append(
             [
                 v["label"] + budget,
-                _fmt_params(v["params"]) if v["params"] else "0",
+                fmt_params(v["params"]) if v["params"] else "0",
                 *[_cell(x, v["kind"] == "base") for x in r],
             ]
         )
@@ -660,7 +655,7 @@ def plot_figure5(record: dict[str, Any], path: Path) -> Path | None:
                 ax.set_xlabel("batch size")
             if j == 0:
                 ax.set_ylabel("sequence length")
-            title = f"{LABELS[kind]} r={v['method']['r']}\n|Θ| {_fmt_params(v['params'])}"
+            title = f"{LABELS[kind]} r={v['method']['r']}\n|Θ| {fmt_params(v['params'])}"
             ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=axes, label="slow-down vs no adapter (%)", shrink=0.9)
     fig.suptitle(
@@ -680,12 +675,7 @@ def write_outputs(record: dict[str, Any], results_dir: Path) -> list[Path]:
     tables.mkdir(parents=True, exist_ok=True)
     figure = plot_figure5(record, tables / f"{name}.png")
     record["figure"] = str(figure) if figure else None
-    md, rows = render(record)
-    (tables / f"{name}.md").write_text(md)
-    with open(tables / f"{name}.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_table(tables, name, *render(record), CSV_COLUMNS)
     run_path = results_dir / "runs" / "latency" / f"{record['run_id']}.json"
     write_atomic(run_path, record)
     return [tables / f"{name}.md", tables / f"{name}.csv", *([figure] if figure else []), run_path]

@@ -58,6 +58,19 @@ def fmt_params(n: int | None) -> str:
     return f"{n / 1e3:.1f}K" if n >= 1e3 else str(n)
 
 
+def row_identity(model: str, recs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The part of a table row shared by every task family: model, method, three counts."""
+    params = recs[0]["params"]
+    return {
+        "model": model,
+        "method": recs[0]["method"].get("name"),
+        "label": method_label(recs[0]["method"]),
+        "params_method": params["method"],
+        "params_trainable": params["trainable"],
+        "params_total": params["total"],
+    }
+
+
 def glue_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
     """Aggregate GLUE records into rows keyed by (model, method setting).
 
@@ -78,15 +91,9 @@ def glue_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, 
                 scores[task] = statistics.median(values)
                 seeds[task] = len(values)
                 train_sizes[task] = next(r["data"]["train_size"] for r in recs if r["task"] == task)
-        params = recs[0]["params"]
         rows.append(
             {
-                "model": model,
-                "method": recs[0]["method"].get("name"),
-                "label": method_label(recs[0]["method"]),
-                "params_method": params["method"],
-                "params_trainable": params["trainable"],
-                "params_total": params["total"],
+                **row_identity(model, recs),
                 "scores": scores,
                 "avg": statistics.mean(scores.values()) if len(scores) == len(columns) else None,
                 "seeds": max(seeds.values(), default=0),

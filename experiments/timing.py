@@ -16,6 +16,7 @@ allowed values.
 from __future__ import annotations
 
 import copy
+import csv
 import gc
 import hashlib
 import json
@@ -352,3 +353,12 @@ __all__ = [
     "synchronize",
     "time_call",
 ]
+
+
+def write_table(folder: Path, name: str, md: str, rows: list[dict], columns: Iterable[str]) -> None:
+    """Write ``<folder>/<name>.md`` and its CSV twin (one dict per row, ``columns`` order)."""
+    (folder / f"{name}.md").write_text(md)
+    with open(folder / f"{name}.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows(rows)
