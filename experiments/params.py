@@ -13,10 +13,10 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from experiments.models import build_from_arch
-from experiments.schema import ConfigError, register_configs, validate
-from experiments.tables import fmt_params, method_label
-from experiments.train import known_tasks
+from experiments.core.models import build_from_arch
+from experiments.core.schema import ConfigError, register_configs, validate
+from experiments.report.tables import fmt_params, method_label
+from experiments.tasks import known_tasks
 from lora.params import count_parameters
 
 register_configs()

@@ -15,9 +15,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from experiments import bench
-from experiments.schema import ConfigError
-from experiments.timing import load_arch
+from experiments.core.schema import ConfigError
+from experiments.perf import bench
+from experiments.perf.timing import load_arch
 from tests.conftest import ROOT
 
 TINY = (

@@ -8,8 +8,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from experiments.schema import ConfigError, register_configs, validate
-from experiments.train import known_tasks, run
+from experiments.core.schema import ConfigError, register_configs, validate
+from experiments.tasks import known_tasks
+from experiments.train import run
 from tests.conftest import ROOT
 
 CONF = ROOT / "conf"
@@ -91,7 +92,7 @@ def test_method_learning_rates_differ():
     ],
 )
 def test_bad_values_fail_in_one_line_before_loading(override, message, tmp_path, monkeypatch):
-    import experiments.glue_task as glue_task
+    import experiments.glue.task as glue_task
 
     def must_not_load(*args, **kwargs):
         raise AssertionError("a model or dataset was loaded before validation")

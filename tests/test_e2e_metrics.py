@@ -1,4 +1,4 @@
-"""Tests for the E2E NLG scorer (experiments.mteval, experiments.e2e_metrics, evaluate module).
+"""Tests for the E2E NLG scorer (experiments.mteval, experiments.e2e.metrics, evaluate module).
 
 Expected values are either derived by hand from the mteval-v13a definitions (derivations in the
 comments) or were printed by the official ``measure_scores.py -p`` of tuetschek/e2e-metrics on
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments import mteval
-from experiments.e2e_metrics import (
+from experiments.e2e import mteval
+from experiments.e2e.metrics import (
     METRIC_NAMES,
     compute_e2e_metrics,
     main,
@@ -211,7 +211,7 @@ def test_compute_requires_java(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 def test_cli_prints_official_format() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "experiments.e2e_metrics", str(REFS), str(PREDS)],
+        [sys.executable, "-m", "experiments.e2e.metrics", str(REFS), str(PREDS)],
         capture_output=True,
         text=True,
         check=True,
@@ -237,7 +237,7 @@ def test_evaluate_module_loads_offline(tmp_path: Path, fixture_scores: dict[str,
     # A fresh interpreter and cache directory, so the module really is copied and imported
     # offline rather than reused from this process.
     script = (
-        "import json; from experiments.e2e_metrics import load_metric, read_predictions, "
+        "import json; from experiments.e2e.metrics import load_metric, read_predictions, "
         "read_references as rr; m = load_metric(); "
         f"print(json.dumps(m.compute(predictions=read_predictions({str(PREDS)!r}), "
         f"references=rr({str(REFS)!r}))))"

@@ -12,10 +12,13 @@ from omegaconf import OmegaConf
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-import experiments.e2e_task as e2e_task
-from experiments.e2e_data import group_by_mr, linearize_mr, load_e2e, parse_mr, pretokenize
-from experiments.e2e_metrics import read_predictions, read_references
-from experiments.e2e_task import (
+import experiments.e2e.task as e2e_task
+from experiments.core.models import resolve_pretrained
+from experiments.core.records import load_records
+from experiments.core.schema import ConfigError, validate
+from experiments.e2e.data import group_by_mr, linearize_mr, load_e2e, parse_mr, pretokenize
+from experiments.e2e.metrics import read_predictions, read_references
+from experiments.e2e.task import (
     CompletionCollator,
     KeepBestEpoch,
     OutputCleaner,
@@ -23,11 +26,9 @@ from experiments.e2e_task import (
     beam_decode,
     encode_pair,
 )
-from experiments.models import resolve_pretrained
-from experiments.records import load_records
-from experiments.schema import ConfigError, validate
-from experiments.tables import write_tables
-from experiments.train import known_tasks, run
+from experiments.report.tables import write_tables
+from experiments.tasks import known_tasks
+from experiments.train import run
 from tests.conftest import FIXTURES
 from tests.test_config import compose_cfg
 

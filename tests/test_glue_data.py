@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from experiments.glue_data import load_glue, resolve_data_dir
-from experiments.glue_metrics import glue_metrics
+from experiments.core.data import resolve_data_dir
+from experiments.glue.data import load_glue
+from experiments.glue.metrics import glue_metrics
 from tests.conftest import FIXTURES
 
 DATA = FIXTURES  # holds glue/<TASK>/{train,dev}.tsv

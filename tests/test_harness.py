@@ -8,9 +8,9 @@ import os
 import pytest
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-from experiments.models import resolve_pretrained
-from experiments.records import load_records, record_path, run_id
-from experiments.tables import write_tables
+from experiments.core.models import resolve_pretrained
+from experiments.core.records import load_records, record_path, run_id
+from experiments.report.tables import write_tables
 from experiments.train import run
 from tests.conftest import FIXTURES
 from tests.test_config import compose_cfg

@@ -15,9 +15,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from experiments import latency
-from experiments.schema import ConfigError
-from experiments.timing import Stats, interleave, paired_ratio, time_call
+from experiments.core.schema import ConfigError
+from experiments.perf import latency
+from experiments.perf.timing import Stats, interleave, paired_ratio, time_call
 from lora import count_parameters, lora_layers, make_method
 from tests.conftest import ROOT, tiny_gpt2
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import csv
 
-from experiments.records import write_atomic
-from experiments.tables import fmt_params, method_label, write_tables
+from experiments.core.records import write_atomic
+from experiments.report.tables import fmt_params, method_label, write_tables
 
 
 def _record(

@@ -4,7 +4,7 @@ One row per (model, method setting), columns the five official metrics on the pa
 view (BLEU, METEOR and ROUGE-L ×100; NIST and CIDEr raw), the **mean** over seeds as the
 paper reports for Table 3 (§D.3, with the standard deviation when there are several
 seeds), the three parameter counts, and the paper's own Table 3 row beside ours where
-model and method match. :func:`experiments.tables.write_tables` calls
+model and method match. :func:`experiments.report.tables.write_tables` calls
 :func:`write_e2e_table` for the records whose task is ``e2e``.
 """
 
@@ -16,9 +16,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from experiments.paper_numbers import E2E_COLUMNS, TABLE3, PaperRow, paper_rows
-from experiments.records import method_tag
-from experiments.tables import METHOD_LABELS, fmt_params, row_identity
+from experiments.core.records import method_tag
+from experiments.report.paper_numbers import E2E_COLUMNS, TABLE3, PaperRow, paper_rows
+from experiments.report.tables import METHOD_LABELS, fmt_params, row_identity
 
 HEADS = {"BLEU": "BLEU", "NIST": "NIST", "METEOR": "MET", "ROUGE_L": "ROUGE-L", "CIDEr": "CIDEr"}
 #: metric -> (factor to the paper's view, decimals as the paper prints them)

@@ -1,6 +1,6 @@
 """E2E NLG Challenge metrics as a local Hugging Face ``evaluate`` module.
 
-Load it offline with ``experiments.e2e_metrics.load_metric()`` (or ``evaluate.load`` on this
+Load it offline with ``experiments.e2e.metrics.load_metric()`` (or ``evaluate.load`` on this
 folder). ``evaluate`` copies this file into its modules cache before importing it, so it must
 import the installed ``experiments`` package rather than a neighbouring file.
 """
@@ -8,7 +8,7 @@ import the installed ``experiments`` package rather than a neighbouring file.
 import datasets
 import evaluate
 
-from experiments.e2e_metrics import compute_e2e_metrics
+from experiments.e2e.metrics import compute_e2e_metrics
 
 _CITATION = """\
 @inproceedings{dusek2020evaluating,
@@ -37,7 +37,7 @@ Args:
 Returns:
     dict with "BLEU", "METEOR", "ROUGE_L" (fractions in [0, 1]), "NIST" and "CIDEr" (raw).
 Examples:
-    >>> from experiments.e2e_metrics import load_metric
+    >>> from experiments.e2e.metrics import load_metric
     >>> e2e = load_metric()
     >>> scores = e2e.compute(
     ...     predictions=["The Wren is a pub by the river."],

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict
 
+from experiments.core.data import resolve_data_dir
+
 HUB_DATASET = "nyu-mll/glue"
 NLI_LABELS = {"entailment": 0, "not_entailment": 1}
 
@@ -112,12 +114,6 @@ def get_task(name: str) -> GlueTask:
     if name not in TASKS:
         raise ValueError(f"unknown GLUE task {name!r}; known: {', '.join(TASKS)}")
     return TASKS[name]
-
-
-def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
-    """``data.dir`` if set, else ``$LORA_DATA_DIR``, else ``None`` (use the Hub)."""
-    value = data_dir or os.environ.get("LORA_DATA_DIR")
-    return Path(value).expanduser() if value else None
 
 
 def _local_path(root: Path, task: GlueTask, filename: str) -> Path:

@@ -10,7 +10,7 @@ NLG numbers of the LoRA paper (Hu et al. 2021, Sec. 5.5, Table 3):
   n=4 and sigma=6, x10, document frequencies from the references), applied after the Stanford
   PTBTokenizer (lowercased, punctuation removed).
 
-Usage: ``python -m experiments.e2e_metrics REFS PREDS`` prints the same ``SCORES:`` block as the
+Usage: ``python -m experiments.e2e.metrics REFS PREDS`` prints the same ``SCORES:`` block as the
 official script. ``REFS`` holds one reference per line with instances separated by an empty
 line (or exactly one reference per line and no empty line); ``PREDS`` one output per line.
 """
@@ -25,7 +25,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from experiments import mteval
+from experiments.e2e import mteval
 
 if TYPE_CHECKING:
     import evaluate
@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 METRIC_NAMES = ("BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr")
-METRIC_MODULE_DIR = Path(__file__).resolve().parent / "metrics" / "e2e_nlg"
+METRIC_MODULE_DIR = Path(__file__).resolve().parent / "e2e_nlg"
 
 
 def _read_lines(path: str | Path) -> list[str]:
@@ -238,9 +238,9 @@ def load_metric(**kwargs: Any) -> evaluate.EvaluationModule:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """CLI: ``python -m experiments.e2e_metrics REFS PREDS``; errors exit 1 with one line."""
+    """CLI: ``python -m experiments.e2e.metrics REFS PREDS``; errors exit 1 with one line."""
     parser = argparse.ArgumentParser(
-        prog="python -m experiments.e2e_metrics",
+        prog="python -m experiments.e2e.metrics",
         description="E2E NLG Challenge scores, as printed by e2e-metrics' measure_scores.py -p.",
     )
     parser.add_argument("refs", help="references: one per line, instances separated by a blank")

@@ -7,34 +7,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from datasets import Dataset
 from omegaconf import DictConfig
 from transformers import DataCollatorWithPadding, EvalPrediction, Trainer, set_seed
 
-from experiments.glue_data import get_task, load_glue, resolve_data_dir
-from experiments.glue_metrics import glue_metrics
-from experiments.models import load_model, load_tokenizer
-from experiments.training import epoch_history, peak_memory, reset_peak_memory, training_arguments
+from experiments.core.data import resolve_data_dir, subsample, usable_length
+from experiments.core.models import load_model, load_tokenizer
+from experiments.core.training import (
+    epoch_history,
+    peak_memory,
+    reset_peak_memory,
+    training_arguments,
+)
+from experiments.glue.data import get_task, load_glue
+from experiments.glue.metrics import glue_metrics
 from lora.arch import arch_spec
 from lora.checkpoint import load_adapter_weights, save_adapter
 from lora.methods import MethodConfig
 from lora.params import count_parameters
-
-
-def _subsample(ds: Dataset, n: int | None, seed: int) -> Dataset:
-    return ds if n is None or n >= len(ds) else ds.shuffle(seed=seed).select(range(n))
-
-
-def usable_length(cfg: DictConfig, method: MethodConfig, model_max: int) -> tuple[int, int]:
-    """(max tokens per input, virtual tokens) after prefix methods take their share."""
-    virtual = int(getattr(method, "num_virtual_tokens", 0) or 0)
-    limit = min(cfg.train.max_seq_length, model_max - virtual)
-    if limit < 8:
-        raise ValueError(
-            f"train.max_seq_length={cfg.train.max_seq_length} leaves {limit} tokens after "
-            f"{virtual} virtual tokens; shorten the prefix or raise the length"
-        )
-    return limit, virtual
 
 
 def run_glue(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[str, Any]:
@@ -46,8 +35,8 @@ def run_glue(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[st
     """
     task = get_task(cfg.task.name)
     data = load_glue(task.name, cfg.data.dir)
-    data["train"] = _subsample(data["train"], cfg.data.max_train_samples, cfg.seed)
-    evals = {k: _subsample(v, cfg.data.max_eval_samples, cfg.seed) for k, v in data.items()}
+    data["train"] = subsample(data["train"], cfg.data.max_train_samples, cfg.seed)
+    evals = {k: subsample(v, cfg.data.max_eval_samples, cfg.seed) for k, v in data.items()}
     evals.pop("train")
 
     tokenizer = load_tokenizer(cfg.model)

@@ -40,12 +40,16 @@ from transformers import (
     set_seed,
 )
 
-from experiments.e2e_data import HUB_DATASET, accent_map, group_by_mr, load_e2e, pretokenize
-from experiments.e2e_metrics import compute_e2e_metrics
-from experiments.glue_data import resolve_data_dir
-from experiments.glue_task import usable_length
-from experiments.models import load_model, load_tokenizer, resolve_pretrained
-from experiments.training import epoch_history, peak_memory, reset_peak_memory, training_arguments
+from experiments.core.data import resolve_data_dir, subsample, usable_length
+from experiments.core.models import load_model, load_tokenizer, resolve_pretrained
+from experiments.core.training import (
+    epoch_history,
+    peak_memory,
+    reset_peak_memory,
+    training_arguments,
+)
+from experiments.e2e.data import HUB_DATASET, accent_map, group_by_mr, load_e2e, pretokenize
+from experiments.e2e.metrics import compute_e2e_metrics
 from lora.methods import MethodConfig
 from lora.params import count_parameters
 
@@ -194,7 +198,7 @@ class OutputCleaner:
     tokenization, which makes a WordPiece decoder's output (``it ' s``, ``pub.``)
     comparable and is a no-op on GPT-2 outputs already in that form.
     Accented words that the tokenizer cannot produce (BERT uncased writes ``cafe``)
-    are respelled from the training text (:func:`experiments.e2e_data.accent_map`).
+    are respelled from the training text (:func:`experiments.e2e.data.accent_map`).
     """
 
     def __init__(
@@ -301,13 +305,6 @@ def write_outputs(
     return {"predictions": str(folder / PRED_FILE), "references": str(folder / REF_FILE)}
 
 
-def _subsample(pairs: list, n: int | None, seed: int) -> list:
-    if n is None or n >= len(pairs):
-        return pairs
-    order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed))[:n]
-    return [pairs[i] for i in sorted(order.tolist())]
-
-
 def run_e2e(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[str, Any]:
     """Fine-tune ``cfg.model`` as a causal LM on E2E with ``method``, decode, and score.
 
@@ -321,15 +318,15 @@ def run_e2e(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[str
         data sizes, and the decoding settings with the output file paths.
 
     Raises:
-        FileNotFoundError: an E2E file is missing (:func:`experiments.e2e_data.load_e2e`).
+        FileNotFoundError: an E2E file is missing (:func:`experiments.e2e.data.load_e2e`).
         ValueError: the inputs do not fit the model's positions, or the outputs cannot be
             scored (the prediction file is still written; its path is in the message).
         RuntimeError: Java is missing or METEOR failed (:func:`compute_e2e_metrics`).
     """
     decode = cfg.task.decode
     data = load_e2e(cfg.data.dir, cfg.task.pretokenize)
-    train_pairs = _subsample(data["train"], cfg.data.max_train_samples, cfg.seed)
-    dev_pairs = _subsample(data["dev"], cfg.data.max_eval_samples, cfg.seed)
+    train_pairs = subsample(data["train"], cfg.data.max_train_samples, cfg.seed)
+    dev_pairs = subsample(data["dev"], cfg.data.max_eval_samples, cfg.seed)
     test = group_by_mr(data["test"])[: decode.max_mrs]
 
     tokenizer = load_tokenizer(cfg.model)

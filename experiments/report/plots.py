@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: files only
 import matplotlib.pyplot as plt  # noqa: E402
 
-from experiments.glue_data import TASKS as GLUE_TASKS  # noqa: E402
+from experiments.glue.data import TASKS as GLUE_TASKS  # noqa: E402
 
 
 def plot_rank_sweep(records: list[dict[str, Any]], path: Path) -> Path | None:

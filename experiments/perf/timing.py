@@ -9,7 +9,7 @@ paired per-round ratios (:func:`paired_ratio`). On CUDA a call is timed with CUD
 events after a ``synchronize`` (:func:`time_call`); on CPU with ``perf_counter``.
 
 Errors: the ``resolve_*`` / ``check_*`` helpers raise
-:class:`experiments.schema.ConfigError` with one line naming the setting and the
+:class:`experiments.core.schema.ConfigError` with one line naming the setting and the
 allowed values.
 """
 
@@ -35,9 +35,9 @@ from omegaconf import OmegaConf
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
-from experiments.schema import ConfigError
+from experiments.core.schema import ConfigError
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 DEVICES = ("cpu", "cuda")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

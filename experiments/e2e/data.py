@@ -26,7 +26,7 @@ import unicodedata
 from collections import Counter
 from pathlib import Path
 
-from experiments.glue_data import resolve_data_dir
+from experiments.core.data import resolve_data_dir
 
 HUB_DATASET = "tuetschek/e2e_nlg"
 #: harness split -> (official CSV file, Hub split)

@@ -1,0 +1,54 @@
+"""Data pieces every task family shares: where the data lives and how it is subsampled."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any, TypeVar
+
+from omegaconf import DictConfig
+
+T = TypeVar("T")
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
+    """``data.dir`` if set, else ``$LORA_DATA_DIR``, else ``None`` (use the Hub)."""
+    value = data_dir or os.environ.get("LORA_DATA_DIR")
+    return Path(value).expanduser() if value else None
+
+
+def subsample_indices(size: int, n: int | None, seed: int) -> list[int] | None:
+    """Sorted indices of a seeded sample of ``n`` out of ``size``; ``None`` keeps all.
+
+    The same (size, n, seed) gives the same sample in every task family.
+    """
+    if n is None or n >= size:
+        return None
+    return sorted(random.Random(seed).sample(range(size), n))
+
+
+def subsample(data: T, n: int | None, seed: int) -> T:
+    """Seeded subsample of a list or a ``datasets.Dataset`` (kept in file order)."""
+    idx = subsample_indices(len(data), n, seed)
+    if idx is None:
+        return data
+    if hasattr(data, "select"):
+        return data.select(idx)
+    return [data[i] for i in idx]  # type: ignore[index]
+
+
+def usable_length(cfg: DictConfig, method: Any, model_max: int) -> tuple[int, int]:
+    """(max tokens per input, virtual tokens) after prefix methods take their share.
+
+    Raises:
+        ValueError: the prefix leaves fewer than 8 tokens of input.
+    """
+    virtual = int(getattr(method, "num_virtual_tokens", 0) or 0)
+    limit = min(cfg.train.max_seq_length, model_max - virtual)
+    if limit < 8:
+        raise ValueError(
+            f"train.max_seq_length={cfg.train.max_seq_length} leaves {limit} tokens after "
+            f"{virtual} virtual tokens; shorten the prefix or raise the length"
+        )
+    return limit, virtual
