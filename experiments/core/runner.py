@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from omegaconf import DictConfig
 
@@ -15,8 +15,24 @@ from experiments.core.training import log_summary, setup_logger
 
 log = logging.getLogger("experiments.train")
 
-#: task family -> (known task names, runner)
-Families = dict[str, tuple[dict[str, Any], Callable[..., dict[str, Any]]]]
+
+class Family(NamedTuple):
+    """One task family as the runner sees it (registered in ``experiments/tasks.py``).
+
+    Attributes:
+        tasks: task name -> task spec.
+        run: ``run(cfg, method, output_dir) -> record part`` (metrics, params, timing ...).
+        data_files: ``data_files(cfg) -> [Path]``, the local files a run reads (``[]``: Hub).
+        hub_dataset: the Hub id read when no local folder is set.
+    """
+
+    tasks: dict[str, Any]
+    run: Callable[..., dict[str, Any]]
+    data_files: Callable[[DictConfig], list[Path]]
+    hub_dataset: str
+
+
+Families = dict[str, Family]
 
 
 def run(cfg: DictConfig, families: Families) -> dict[str, Any] | None:
@@ -25,10 +41,10 @@ def run(cfg: DictConfig, families: Families) -> dict[str, Any] | None:
     Raises:
         ConfigError: a bad setting (before any model or data is loaded).
     """
-    known = {name: spec for tasks, _ in families.values() for name, spec in tasks.items()}
+    known = {name: spec for f in families.values() for name, spec in f.tasks.items()}
     method = validate(cfg, known)
     family = cfg.task.family
-    if family not in families or cfg.task.name not in families[family][0]:
+    if family not in families or cfg.task.name not in families[family].tasks:
         raise ConfigError(
             f"invalid setting task.family: task {cfg.task.name!r} is not in family {family!r}"
         )
@@ -40,7 +56,7 @@ def run(cfg: DictConfig, families: Families) -> dict[str, Any] | None:
     log.info("run %s", rid)
     setup_logger(cfg, rid)
     output_dir = Path(cfg.paths.output_dir) / "runs" / cfg.experiment_name / rid
-    result = families[family][1](cfg, method, output_dir)
+    result = families[family].run(cfg, method, output_dir)
     record = build_record(cfg, rid, "ok", result)
     write_atomic(done, record)
     record_path(cfg, rid, failed=True).unlink(missing_ok=True)

@@ -184,6 +184,16 @@ def _read_hub(split: str) -> list[tuple[str, str]]:
     return list(zip(ds["meaning_representation"], ds["human_reference"], strict=True))
 
 
+def data_files(data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The local files an E2E run reads; ``[]`` when it reads the Hub.
+
+    Raises:
+        FileNotFoundError: a local file is missing.
+    """
+    root = resolve_data_dir(data_dir)
+    return [_csv_path(root, f) for f, _ in SPLITS.values()] if root else []
+
+
 def load_e2e(
     data_dir: str | os.PathLike | None = None, tokenize: bool = True
 ) -> dict[str, list[tuple[str, str]]]:

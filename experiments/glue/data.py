@@ -154,6 +154,21 @@ def _label(value: str, task: GlueTask) -> int | float:
     return int(value)
 
 
+def data_files(task_name: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The local files a run of ``task_name`` reads; ``[]`` when it reads the Hub.
+
+    Raises:
+        ValueError: unknown task.
+        FileNotFoundError: a local file is missing.
+    """
+    task = get_task(task_name)
+    root = resolve_data_dir(data_dir)
+    if root is None:
+        return []
+    names = ["train.tsv", *(f for f, _ in task.eval_splits.values())]
+    return [_local_path(root, task, f) for f in names]
+
+
 def load_glue(task_name: str, data_dir: str | os.PathLike | None = None) -> DatasetDict:
     """Load ``train`` plus the task's eval splits (``dev``, or ``m``/``mm`` for MNLI).
 
