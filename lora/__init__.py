@@ -14,16 +14,33 @@ from lora.adapters import (
     AdapterPConfig,
     adapter_layers,
 )
-from lora.arch import ARCHITECTURES, TARGET_NAMES, arch_spec
-from lora.checkpoint import load_adapter, load_adapter_weights, save_adapter
-from lora.inject import apply_lora, lora_layers, merge_and_unload, merge_lora, unmerge_lora
+from lora.arch import ALL_LINEAR, ARCHITECTURES, TARGET_NAMES, arch_spec, parse_targets
+from lora.checkpoint import (
+    base_model_identity,
+    load_adapter,
+    load_adapter_weights,
+    save_adapter,
+)
+from lora.compose import ComposedConfig
+from lora.inject import (
+    apply_lora,
+    lora_layers,
+    merge_and_unload,
+    merge_lora,
+    resolve_targets,
+    unmerge_lora,
+)
 from lora.layers import FusedLinear, Linear, LoRALayer
+from lora.loraplus import loraplus_param_groups
 from lora.methods import METHODS, FullFTConfig, LoraConfig, MethodConfig, make_method
-from lora.params import ParamCounts, count_parameters, mark_trainable
+from lora.params import ParamCounts, cast_adapter_dtype, count_parameters, mark_trainable
+from lora.peft_format import export_peft, load_peft
 from lora.prefix import PrefixEmbedConfig, PrefixLayerConfig, max_input_length
 from lora.selective import BitFitConfig, FTTop2Config
+from lora.vera import VeraConfig, VeraLinear, apply_vera
 
 __all__ = [
+    "ALL_LINEAR",
     "ARCHITECTURES",
     "METHODS",
     "TARGET_NAMES",
@@ -33,6 +50,7 @@ __all__ = [
     "AdapterLConfig",
     "AdapterPConfig",
     "BitFitConfig",
+    "ComposedConfig",
     "FTTop2Config",
     "FullFTConfig",
     "FusedLinear",
@@ -43,18 +61,28 @@ __all__ = [
     "ParamCounts",
     "PrefixEmbedConfig",
     "PrefixLayerConfig",
+    "VeraConfig",
+    "VeraLinear",
     "adapter_layers",
     "apply_lora",
+    "apply_vera",
     "arch_spec",
+    "base_model_identity",
+    "cast_adapter_dtype",
     "count_parameters",
+    "export_peft",
     "load_adapter",
     "load_adapter_weights",
+    "load_peft",
     "lora_layers",
+    "loraplus_param_groups",
     "make_method",
     "mark_trainable",
     "max_input_length",
     "merge_and_unload",
     "merge_lora",
+    "parse_targets",
+    "resolve_targets",
     "save_adapter",
     "unmerge_lora",
 ]

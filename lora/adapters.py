@@ -22,6 +22,10 @@ block normalises, h = LN(s)):
 * AdapterD (AdapterDrop, Rücklé et al. 2020): AdapterP without the adapters of the
   first ``drop_first`` blocks.
 
+Precision: with ``autocast_adapter_dtype`` (default, as peft) the adapters of an
+fp16/bf16 model are fp32 (:func:`lora.params.cast_adapter_dtype`); δ casts its input
+to the adapter dtype and its result back, so the base model keeps its dtype.
+
 Errors: the configs raise one-line ``ValueError`` for bad settings, an unsupported
 architecture, a ``drop_first`` that leaves no block, or a model that already has
 adapters.
@@ -38,7 +42,7 @@ from torch import nn
 
 from lora.arch import arch_spec, find_blocks, get_submodule, set_submodule
 from lora.methods import MethodConfig, register_method
-from lora.params import mark_trainable
+from lora.params import cast_adapter_dtype, mark_trainable
 
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "swish": F.silu, "silu": F.silu, "tanh": torch.tanh}
 #: Substring of every adapter parameter name (``adapter_down``, ``adapter_up``, ``adapter_norm``).
@@ -247,6 +251,8 @@ class _AdapterConfig(MethodConfig):
     def apply(self, model: nn.Module) -> nn.Module:
         add_adapters(model, self.placement, self.r, self.act, layers=self._layers(model))
         mark_trainable(model, modules_to_save=self.modules_to_save, extra=(ADAPTER_PARAM_KEY,))
+        if self.autocast_adapter_dtype:  # fp32 adapters on an fp16/bf16 base (peft default)
+            cast_adapter_dtype(model, (ADAPTER_PARAM_KEY,))
         return model
 
 

@@ -1,8 +1,10 @@
 """Where the paper's weight matrices live in each Hugging Face architecture.
 
 The paper names the attention projections W_q, W_k, W_v, W_o (§4.2) and adapts
-"only the attention weights"; we also expose the two MLP matrices (``ffn_in``,
-``ffn_out``) for extensions. This module maps those names to module paths for
+"only the attention weights"; we also expose the MLP matrices for extensions:
+``ffn_in``/``ffn_out`` for two-matrix MLPs, ``gate``/``up``/``down`` for the gated
+MLPs of Llama, Mistral and Qwen2. In grouped-query attention (Llama, Mistral, Qwen2)
+W_k and W_v map d_model to ``num_key_value_heads · head_dim``, narrower than W_q. This module maps those names to module paths for
 every architecture the harness supports, and records the other places the
 baselines need (block list, task head, LayerNorms).
 
@@ -12,6 +14,7 @@ Errors: :func:`arch_spec` raises ``ValueError`` naming the supported
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -24,8 +27,14 @@ TARGET_ALIASES = {
     "o": "o", "w_o": "o", "output": "o",
     "ffn_in": "ffn_in", "mlp_in": "ffn_in",
     "ffn_out": "ffn_out", "mlp_out": "ffn_out",
+    "gate": "gate", "w_gate": "gate",
+    "up": "up", "w_up": "up",
+    "down": "down", "w_down": "down",
 }  # fmt: skip
-TARGET_NAMES = ("q", "k", "v", "o", "ffn_in", "ffn_out")
+TARGET_NAMES = ("q", "k", "v", "o", "ffn_in", "ffn_out", "gate", "up", "down")
+
+#: ``targets`` value selecting every linear projection inside the transformer blocks.
+ALL_LINEAR = "all-linear"
 
 
 @dataclass(frozen=True)
@@ -138,6 +147,63 @@ _GPT2 = ArchSpec(
     causal=True,
 )
 
+# Llama, Mistral and Qwen2 share one layout: pre-RMSNorm decoder, grouped-query
+# attention, gated MLP, rotary positions (so no table for the prefix methods).
+_LLAMA = ArchSpec(
+    blocks="layers",
+    targets={
+        "q": Target("self_attn.q_proj"),
+        "k": Target("self_attn.k_proj"),
+        "v": Target("self_attn.v_proj"),
+        "o": Target("self_attn.o_proj"),
+        "gate": Target("mlp.gate_proj"),
+        "up": Target("mlp.up_proj"),
+        "down": Target("mlp.down_proj"),
+    },
+    attn_out="self_attn.o_proj",
+    ffn_out="mlp.down_proj",
+    ffn_ln="post_attention_layernorm",
+    pre_ln=True,
+    head=("score",),  # lm_head is never adapted nor trained, as in peft
+    causal=True,
+)
+
+_OPT = ArchSpec(
+    blocks="decoder.layers",
+    targets={
+        "q": Target("self_attn.q_proj"),
+        "k": Target("self_attn.k_proj"),
+        "v": Target("self_attn.v_proj"),
+        "o": Target("self_attn.out_proj"),
+        "ffn_in": Target("fc1"),
+        "ffn_out": Target("fc2"),
+    },
+    attn_out="self_attn.out_proj",
+    ffn_out="fc2",
+    ffn_ln="final_layer_norm",
+    pre_ln=True,  # do_layer_norm_before=True for every OPT size but 350m
+    head=("score",),
+    # the position table has an offset of 2 that the prefix methods do not model
+    causal=True,
+)
+
+_DISTILBERT = ArchSpec(
+    blocks="transformer.layer",
+    targets={
+        "q": Target("attention.q_lin"),
+        "k": Target("attention.k_lin"),
+        "v": Target("attention.v_lin"),
+        "o": Target("attention.out_lin"),
+        "ffn_in": Target("ffn.lin1"),
+        "ffn_out": Target("ffn.lin2"),
+    },
+    attn_out="attention.out_lin",
+    ffn_out="ffn.lin2",
+    ffn_ln="output_layer_norm",
+    pre_ln=False,
+    head=("pre_classifier", "classifier"),
+)
+
 ARCHITECTURES: dict[str, ArchSpec] = {
     "bert": _BERT,
     "roberta": _BERT,
@@ -145,6 +211,11 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     "electra": _BERT,
     "deberta-v2": _DEBERTA_V2,
     "gpt2": _GPT2,
+    "llama": _LLAMA,
+    "mistral": _LLAMA,
+    "qwen2": _LLAMA,
+    "opt": _OPT,
+    "distilbert": _DISTILBERT,
 }
 
 
@@ -162,7 +233,8 @@ def arch_spec(model_or_type: nn.Module | str) -> ArchSpec:
     if model_type not in ARCHITECTURES:
         raise ValueError(
             f"unsupported architecture model_type={model_type!r}; "
-            f"supported: {', '.join(sorted(ARCHITECTURES))}"
+            f"supported: {', '.join(sorted(ARCHITECTURES))}; for other models pass module "
+            "names or a regex as targets (e.g. targets=['q_proj', 'v_proj'])"
         )
     return ARCHITECTURES[model_type]
 
@@ -170,7 +242,8 @@ def arch_spec(model_or_type: nn.Module | str) -> ArchSpec:
 def normalize_targets(targets: list[str] | tuple[str, ...] | str) -> tuple[str, ...]:
     """Map user target names (``"q"``, ``"W_q"``, ``"query"`` ...) to canonical ones.
 
-    Returns the canonical names in the paper's order (q, k, v, o, ffn_in, ffn_out).
+    Returns the canonical names in the paper's order (q, k, v, o, ffn_in, ffn_out,
+    gate, up, down).
 
     Raises:
         ValueError: an unknown or empty target; the message lists the valid names.
@@ -183,12 +256,92 @@ def normalize_targets(targets: list[str] | tuple[str, ...] | str) -> tuple[str, 
     for t in targets:
         key = str(t).strip().lower()
         if key not in TARGET_ALIASES:
-            raise ValueError(
-                f"unknown LoRA target {t!r}; valid names: {', '.join(TARGET_NAMES)} "
-                "(W_q-style aliases accepted)"
-            )
+            raise ValueError(f"unknown LoRA target {t!r}; {_VALID_TARGETS}")
         canon.add(TARGET_ALIASES[key])
     return tuple(n for n in TARGET_NAMES if n in canon)
+
+
+_VALID_TARGETS = (
+    f"valid names: {', '.join(TARGET_NAMES)} (W_q-style aliases accepted), a module name "
+    f"or dotted suffix (e.g. 'self_attn.q_proj'), a regex string, or {ALL_LINEAR!r}"
+)
+
+
+def _is_paper_name(t: object) -> bool:
+    return isinstance(t, str) and t.strip().lower() in TARGET_ALIASES
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """A parsed ``targets`` value (see :func:`parse_targets`).
+
+    Attributes:
+        paper: canonical paper names (q, k, v, o, ffn_in, ffn_out, gate, up, down).
+        modules: module names matched exactly or as a dotted suffix (peft list rule).
+        regex: pattern matched with ``re.fullmatch`` on full module names (peft str rule).
+        all_linear: every linear projection inside the transformer blocks.
+    """
+
+    paper: tuple[str, ...] = ()
+    modules: tuple[str, ...] = ()
+    regex: str | None = None
+    all_linear: bool = False
+
+
+def parse_targets(targets: list[str] | tuple[str, ...] | str) -> TargetSpec:
+    """Tell the forms of ``targets`` apart without looking at a model.
+
+    * ``"all-linear"``: every ``nn.Linear``/``Conv1D`` in the blocks (not the heads).
+    * a string of paper names, ``"q,v"`` or ``"q+v"``: those matrices.
+    * any other string: a regular expression, full match on the module's full name.
+    * a list: paper names (``"q"``, ``"W_q"`` ...) and module names, the latter
+      matched exactly or as a dotted suffix (``"q_proj"`` matches
+      ``model.layers.0.self_attn.q_proj``), as peft's list form.
+
+    Raises:
+        ValueError: empty targets, a non-string entry, or an invalid regex.
+    """
+    if isinstance(targets, str):
+        text = targets.strip()
+        if text.lower() == ALL_LINEAR:
+            return TargetSpec(all_linear=True)
+        parts = [t for t in text.replace("+", ",").split(",") if t.strip()]
+        if parts and all(_is_paper_name(t) for t in parts):
+            return TargetSpec(paper=normalize_targets(parts))
+        if not text:
+            raise ValueError(f"targets must not be empty; {_VALID_TARGETS}")
+        try:
+            re.compile(text)
+        except re.error as err:
+            raise ValueError(
+                f"targets {text!r} is not a valid regex ({err}); {_VALID_TARGETS}"
+            ) from None
+        return TargetSpec(regex=text)
+    items = list(targets or ())
+    if not items:
+        raise ValueError(f"targets must not be empty; {_VALID_TARGETS}")
+    bad = [t for t in items if not isinstance(t, str) or not t.strip()]
+    if bad:
+        raise ValueError(f"targets entries must be non-empty strings; got {bad[0]!r}")
+    if [t.strip().lower() for t in items] == [ALL_LINEAR]:
+        return TargetSpec(all_linear=True)
+    paper = [t for t in items if _is_paper_name(t)]
+    modules = tuple(dict.fromkeys(t.strip() for t in items if not _is_paper_name(t)))
+    return TargetSpec(paper=normalize_targets(paper) if paper else (), modules=modules)
+
+
+def canonical_targets(targets: list[str] | tuple[str, ...] | str) -> list[str] | str:
+    """``targets`` in the canonical form stored in configs; validates the form only.
+
+    Paper names are canonicalised (``"W_q"`` -> ``"q"``); a regex or ``"all-linear"``
+    stays a string. Raises ``ValueError`` as :func:`parse_targets`.
+    """
+    parsed = parse_targets(targets)
+    if parsed.all_linear:
+        return ALL_LINEAR
+    if parsed.regex is not None:
+        return parsed.regex
+    return [*parsed.paper, *parsed.modules]
 
 
 def find_blocks(model: nn.Module, spec: ArchSpec | None = None) -> nn.ModuleList:

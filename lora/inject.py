@@ -2,18 +2,195 @@
 
 ``apply_lora(model, targets=["q", "v"], r=8, lora_alpha=16)`` wraps W_q and W_v of
 every transformer block; on GPT-2 the fused ``c_attn`` is wrapped once with only the
-q and v slices adapted.
+q and v slices adapted. ``targets`` also takes module names, a regex or
+``"all-linear"`` (see :func:`lora.arch.parse_targets`), as peft's ``target_modules``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+from typing import Any
 
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
-from lora.arch import arch_spec, find_blocks, get_submodule, normalize_targets, set_submodule
+from lora.arch import (
+    _VALID_TARGETS,
+    ARCHITECTURES,
+    ArchSpec,
+    arch_spec,
+    find_blocks,
+    parse_targets,
+    set_submodule,
+)
 from lora.layers import FusedLinear, Linear, LoRALayer
-from lora.params import mark_trainable
+from lora.params import BIAS_MODES, mark_trainable
+
+#: Heads assumed for architectures outside :data:`lora.arch.ARCHITECTURES` (peft's
+#: sequence-classification defaults).
+GENERIC_HEAD = ("classifier", "score")
+
+#: Plan entry: ``None`` wraps the whole module; a tuple of bools adapts those slices.
+Plan = dict[str, "tuple[bool, ...] | None"]
+
+
+def _model_spec(model: nn.Module) -> ArchSpec | None:
+    return ARCHITECTURES.get(getattr(getattr(model, "config", None), "model_type", None))
+
+
+def _is_linear(module: nn.Module) -> bool:
+    return isinstance(module, (nn.Linear, Conv1D)) and not isinstance(module, LoRALayer)
+
+
+def head_module_names(model: nn.Module, head: Iterable[str]) -> set[str]:
+    """Full names of modules never adapted: the task head and the output embedding."""
+    head = tuple(head)
+    out_emb = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    return {
+        n for n, m in model.named_modules()
+        if (n and any(h in n.split(".") for h in head)) or (out_emb is not None and m is out_emb)
+    }  # fmt: skip
+
+
+def resolve_targets(
+    model: nn.Module, targets: Iterable[str] | str, layers: Iterable[int] | None = None
+) -> Plan:
+    """Full module name -> what to adapt, for every module ``targets`` selects.
+
+    Paper names use the architecture's layout (:data:`lora.arch.ARCHITECTURES`);
+    module names (exact or dotted suffix), a regex (``re.fullmatch`` on the full
+    name) and ``"all-linear"`` (every ``nn.Linear``/``Conv1D`` inside the blocks)
+    follow peft's ``target_modules`` rules. Heads and the LM head are never selected.
+
+    Raises:
+        ValueError: unknown architecture (for paper names, ``"all-linear"`` or
+            ``layers``), a target matching no adaptable module, a match that is not a
+            linear projection, a layer index out of range, or one module selected both
+            whole and by slice.
+    """
+    parsed = parse_targets(targets)
+    spec = _model_spec(model)
+    if spec is None and (parsed.paper or parsed.all_linear or layers is not None):
+        spec = arch_spec(model)  # raises the unsupported-architecture error
+    heads = head_module_names(model, spec.head if spec else GENERIC_HEAD)
+    named = dict(model.named_modules())
+    block_of: dict[str, int] = {}
+    if spec is not None:
+        blocks = find_blocks(model, spec)
+        ids = {id(b) for b in blocks}
+        prefix = {id(m): n for n, m in model.named_modules() if id(m) in ids}
+        block_prefixes = [prefix[id(b)] for b in blocks]
+        indices = list(range(len(blocks))) if layers is None else sorted(set(layers))
+        bad = [i for i in indices if not 0 <= i < len(blocks)]
+        if bad:
+            raise ValueError(
+                f"layers {bad} out of range; the model has blocks 0..{len(blocks) - 1}"
+            )
+        for i, p in enumerate(block_prefixes):
+            for n in named:
+                if n.startswith(p + "."):
+                    block_of[n] = i
+        keep = set(indices)
+
+        def allowed(name: str) -> bool:
+            return name not in heads and (layers is None or block_of.get(name) in keep)
+    else:
+
+        def allowed(name: str) -> bool:
+            return name not in heads
+
+    plan: Plan = {}
+
+    def add(name: str, entry: tuple[bool, ...] | None, target: str) -> None:
+        module = named[name]
+        if not _is_linear(module):
+            raise ValueError(
+                f"target {target!r} matches {name} ({type(module).__name__}); LoRA wraps "
+                "nn.Linear or Conv1D modules only"
+            )
+        old = plan.get(name, entry)
+        if (old is None) != (entry is None):
+            raise ValueError(f"{name} is selected both whole and by slice; choose one")
+        if entry is not None:
+            entry = tuple(a or b for a, b in zip(old, entry, strict=True))
+        plan[name] = entry
+
+    if parsed.paper:
+        for t in parsed.paper:
+            if t not in spec.targets:
+                raise ValueError(
+                    f"target {t!r} does not exist in {model.config.model_type}; its names: "
+                    f"{', '.join(spec.targets)}"
+                )
+        for i in indices:
+            for t in parsed.paper:
+                tgt = spec.targets[t]
+                name = f"{block_prefixes[i]}.{tgt.path}"
+                if name not in named:
+                    raise ValueError(f"module path {tgt.path!r} not found in block {i}")
+                if tgt.slice_index is None:
+                    add(name, None, t)
+                else:
+                    enable = tuple(s == tgt.slice_index for s in range(tgt.num_slices))
+                    add(name, enable, t)
+    for t in parsed.modules:
+        hits = [n for n in named if n == t or n.endswith("." + t)]
+        chosen = [n for n in hits if allowed(n)]
+        if not chosen:
+            why = "it matches only heads or unselected layers" if hits else "it matches no module"
+            raise ValueError(f"unknown LoRA target {t!r}; {_VALID_TARGETS}; {why}")
+        for n in chosen:
+            add(n, None, t)
+    if parsed.regex is not None:
+        chosen = [n for n in named if n and re.fullmatch(parsed.regex, n) and allowed(n)]
+        if not chosen:
+            raise ValueError(
+                f"targets regex {parsed.regex!r} matches no adaptable module (full match on "
+                "full names, e.g. 'model.layers.0.self_attn.q_proj')"
+            )
+        for n in chosen:
+            add(n, None, parsed.regex)
+    if parsed.all_linear:
+        for n in named:
+            if n in block_of and allowed(n) and _is_linear(named[n]):
+                add(n, None, "all-linear")
+    return plan
+
+
+def wrap_modules(
+    model: nn.Module,
+    plan: Plan,
+    r: int | dict[str, int] = 8,
+    lora_alpha: float | dict[str, float] = 8,
+    **layer_kwargs: Any,
+) -> list[LoRALayer]:
+    """Replace each module of ``plan`` by a LoRA layer; no freezing.
+
+    Args:
+        model: the model to modify in place.
+        plan: full module name -> ``None`` (whole module) or slice mask (fused module).
+        r, lora_alpha: one value, or a per-module-name dict.
+        layer_kwargs: passed to the layer classes (``lora_dropout``, ``init`` and any
+            variant switches they accept); ``fan_in_fan_out`` is set from the module
+            type (True for ``Conv1D``).
+
+    Returns:
+        The new layers, in plan order.
+    """
+    new = []
+    for name, enable in plan.items():
+        base = model.get_submodule(name)
+        kwargs = dict(layer_kwargs, fan_in_fan_out=isinstance(base, Conv1D))
+        rank = r[name] if isinstance(r, dict) else r
+        alpha = lora_alpha[name] if isinstance(lora_alpha, dict) else lora_alpha
+        if enable is None:
+            layer = Linear(base, rank, alpha, **kwargs)
+        else:
+            layer = FusedLinear(base, rank, alpha, enable=enable, **kwargs)
+        set_submodule(model, name, layer)
+        new.append(layer)
+    return new
 
 
 def apply_lora(
@@ -26,19 +203,26 @@ def apply_lora(
     bias: str = "none",
     modules_to_save: Iterable[str] | None = None,
     layers: Iterable[int] | None = None,
+    **layer_kwargs: Any,
 ) -> nn.Module:
     """Wrap the chosen matrices with LoRA and freeze everything else, in place.
 
     Args:
-        model: a supported Hugging Face model (see :data:`lora.arch.ARCHITECTURES`).
-        targets: paper names among q, k, v, o, ffn_in, ffn_out (``W_q`` aliases work).
+        model: a Hugging Face model; paper names, ``"all-linear"`` and ``layers`` need a
+            supported architecture (:data:`lora.arch.ARCHITECTURES`), module names and
+            regexes work on any model.
+        targets: paper names among q, k, v, o, ffn_in, ffn_out, gate, up, down
+            (``W_q`` aliases work), module names (exact or dotted suffix), a regex
+            string (full match on the full module name) or ``"all-linear"``.
         r: rank r ≥ 1.
         lora_alpha: α; the update is scaled by α/r.
         lora_dropout: dropout on the LoRA input branch.
-        init: ``"kaiming"`` or ``"gaussian"`` initialisation of A (B = 0).
+        init: initialisation of A (B = 0); see :data:`lora.layers.INIT_SCHEMES`.
         bias: ``"none"``, ``"all"`` or ``"lora_only"`` (see :func:`mark_trainable`).
-        modules_to_save: head modules trained fully; ``None`` = the architecture's head.
+        modules_to_save: head modules trained fully; ``None`` = the architecture's head
+            (``classifier``/``score`` for unknown architectures).
         layers: block indices to adapt; ``None`` = all.
+        layer_kwargs: further settings of the LoRA layer classes (variants).
 
     Returns:
         The same model, modified in place.
@@ -47,30 +231,16 @@ def apply_lora(
         ValueError: unknown architecture, target, bias mode or layer index, or ``r < 1``;
             the message lists the valid values. Raised before any module is replaced.
     """
-    spec = arch_spec(model)
-    names = normalize_targets(targets)
-    blocks = find_blocks(model, spec)
-    indices = list(range(len(blocks))) if layers is None else sorted(set(layers))
-    bad = [i for i in indices if not 0 <= i < len(blocks)]
-    if bad:
-        raise ValueError(f"layers {bad} out of range; the model has blocks 0..{len(blocks) - 1}")
     if any(isinstance(m, LoRALayer) for m in model.modules()):
         raise ValueError("model already has LoRA layers; call merge_and_unload() first")
-    kwargs = dict(lora_dropout=lora_dropout, init=init, fan_in_fan_out=spec.fan_in_fan_out)
-    # Group targets by module so a fused projection is wrapped once with all its slices.
-    by_path: dict[str, tuple[int, set[int | None]]] = {}
-    for n in names:
-        t = spec.targets[n]
-        by_path.setdefault(t.path, (t.num_slices, set()))[1].add(t.slice_index)
-    for i in indices:
-        for path, (num_slices, slices) in by_path.items():
-            base = get_submodule(blocks[i], path)
-            if None in slices:
-                new = Linear(base, r, lora_alpha, **kwargs)
-            else:
-                enable = tuple(s in slices for s in range(num_slices))
-                new = FusedLinear(base, r, lora_alpha, enable=enable, **kwargs)
-            set_submodule(blocks[i], path, new)
+    if bias not in BIAS_MODES:
+        raise ValueError(f"bias must be one of {', '.join(BIAS_MODES)}; got {bias!r}")
+    plan = resolve_targets(model, targets, layers)
+    if int(r) < 1:
+        raise ValueError(f"r must be >= 1, got {r}")
+    wrap_modules(model, plan, r, lora_alpha, lora_dropout=lora_dropout, init=init, **layer_kwargs)
+    if modules_to_save is None and _model_spec(model) is None:
+        modules_to_save = GENERIC_HEAD
     mark_trainable(model, bias=bias, modules_to_save=modules_to_save)
     return model
 

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from lora.arch import TARGET_NAMES, normalize_targets
+from lora.arch import TARGET_NAMES, canonical_targets
 from lora.inject import apply_lora
 from lora.layers import INIT_SCHEMES
 from lora.params import BIAS_MODES
@@ -28,10 +28,16 @@ class MethodConfig:
     Attributes:
         modules_to_save: head modules trained fully under the method; ``None`` uses
             the architecture's head (:attr:`lora.arch.ArchSpec.head`).
+        autocast_adapter_dtype: on an fp16/bf16 base model, keep the parameters the
+            method adds (LoRA A/B, adapters, prefixes) in fp32 so that fp16 training
+            with a GradScaler works; ``False`` keeps them in the base dtype. Same name
+            and default as peft; no effect on methods that add no parameters (FT,
+            BitFit, FT^Top2) or on fp32 models. See :func:`lora.params.cast_adapter_dtype`.
     """
 
     name: ClassVar[str] = ""
     modules_to_save: list[str] | None = None
+    autocast_adapter_dtype: bool = True
 
     def apply(self, model: nn.Module) -> nn.Module:
         """Adapt ``model`` in place and set ``requires_grad``; returns the model."""
@@ -62,10 +68,18 @@ class LoraConfig(MethodConfig):
         r: rank r ≥ 1.
         lora_alpha: α > 0; the update is scaled by α/r.
         lora_dropout: dropout on the LoRA branch input, in [0, 1).
-        targets: paper names among q, k, v, o, ffn_in, ffn_out.
-        init: ``"kaiming"`` (loralib) or ``"gaussian"`` (paper text, N(0, 0.02²)).
+        targets: paper names among q, k, v, o, ffn_in, ffn_out, gate, up, down, module
+            names, a regex string or ``"all-linear"`` (see :func:`lora.apply_lora`).
+        init: ``"kaiming"`` (loralib), ``"gaussian"`` (paper text, N(0, 0.02²)) or
+            ``"pissa"`` (A, B from the top-r SVD of W0, residual in the base; PiSSA §3).
         bias: ``"none"``, ``"all"`` or ``"lora_only"``.
         layers: block indices to adapt; ``None`` adapts all.
+        use_rslora: scale by α/√r instead of α/r (rsLoRA, Kalajdzievski 2023).
+        use_dora: DoRA magnitude/direction decomposition (Liu et al. 2024); not on
+            GPT-2's fused ``c_attn`` slices.
+        loraplus_lr_ratio: LoRA+ (Hayou et al. 2024): B's learning rate is this times
+            A's; ``None`` = plain LoRA. Read by the trainer through
+            :func:`lora.loraplus.loraplus_param_groups`; it does not change the model.
     """
 
     name: ClassVar[str] = "lora"
@@ -76,6 +90,9 @@ class LoraConfig(MethodConfig):
     init: str = "kaiming"
     bias: str = "none"
     layers: list[int] | None = None
+    use_rslora: bool = False
+    use_dora: bool = False
+    loraplus_lr_ratio: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.r, int) or self.r < 1:
@@ -88,7 +105,11 @@ class LoraConfig(MethodConfig):
             raise ValueError(f"init must be one of {', '.join(INIT_SCHEMES)}; got {self.init!r}")
         if self.bias not in BIAS_MODES:
             raise ValueError(f"bias must be one of {', '.join(BIAS_MODES)}; got {self.bias!r}")
-        self.targets = list(normalize_targets(self.targets))
+        if self.loraplus_lr_ratio is not None and not self.loraplus_lr_ratio > 0:
+            raise ValueError(
+                f"loraplus_lr_ratio must be > 0 or None; got {self.loraplus_lr_ratio!r}"
+            )
+        self.targets = canonical_targets(self.targets)  # names, regex or all-linear
 
     def apply(self, model: nn.Module) -> nn.Module:
         return apply_lora(
@@ -101,6 +122,10 @@ class LoraConfig(MethodConfig):
             bias=self.bias,
             modules_to_save=self.modules_to_save,
             layers=self.layers,
+            use_rslora=self.use_rslora,
+            use_dora=self.use_dora,
+            # the field comes from MethodConfig where present (peft's default: True)
+            autocast_adapter_dtype=getattr(self, "autocast_adapter_dtype", True),
         )
 
 
@@ -119,10 +144,19 @@ def register_method(cls: type[MethodConfig]) -> type[MethodConfig]:
 def make_method(name: str, **kwargs: Any) -> MethodConfig:
     """Build and validate the config of method ``name``.
 
+    ``"a+b"`` composes methods (paper Table 15's LoRA+PE): each part's settings are a
+    mapping under its name, ``make_method("lora+prefix_embed", lora={"r": 8},
+    prefix_embed={"l_p": 8, "l_i": 4})``; see :mod:`lora.compose`.
+
     Raises:
         ValueError: unknown method (lists the known ones), unknown field for that
-            method (lists its fields), or an invalid value (names the field).
+            method (lists its fields), an invalid value (names the field), or an
+            invalid composition.
     """
+    if isinstance(name, str) and "+" in name:
+        from lora.compose import compose_method  # lora.compose imports this module
+
+        return compose_method(name, **kwargs)
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; known: {', '.join(sorted(METHODS))}")
     cls = METHODS[name]
@@ -133,6 +167,9 @@ def make_method(name: str, **kwargs: Any) -> MethodConfig:
             f"method {name!r} has no setting(s) {', '.join(unknown)}; "
             f"its settings: {', '.join(sorted(fields))}"
         )
+    flag = kwargs.get("autocast_adapter_dtype", True)
+    if not isinstance(flag, bool):
+        raise ValueError(f"autocast_adapter_dtype must be true or false; got {flag!r}")
     return cls(**kwargs)
 
 
@@ -141,6 +178,7 @@ def make_method(name: str, **kwargs: Any) -> MethodConfig:
 import lora.adapters  # noqa: E402, F401
 import lora.prefix  # noqa: E402, F401
 import lora.selective  # noqa: E402, F401
+import lora.vera  # noqa: E402, F401
 
 __all__ = [
     "METHODS",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
+import torch
 from torch import nn
 
 from lora.arch import arch_spec
@@ -82,6 +83,56 @@ def mark_trainable(
         for m in model.modules():
             if isinstance(m, LoRALayer) and getattr(m.base_layer, "bias", None) is not None:
                 m.base_layer.bias.requires_grad_(True)
+
+
+#: Base dtypes whose method parameters :func:`cast_adapter_dtype` upcasts (as peft does).
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def cast_adapter_dtype(
+    model: nn.Module, keys: Iterable[str], dtype: torch.dtype = torch.float32
+) -> list[str]:
+    """Upcast the fp16/bf16 parameters a method added to ``dtype`` (fp32), in place.
+
+    peft's ``autocast_adapter_dtype=True``: on a half-precision base model the small
+    trainable method parameters are kept in fp32, so their gradients are fp32 and the
+    standard fp16 recipe (``torch.amp.GradScaler``, HF Trainer ``fp16=True``) can
+    unscale them; a GradScaler refuses fp16 gradients ("Attempting to unscale FP16
+    gradients"). Call it at the end of a method's ``apply`` when
+    ``MethodConfig.autocast_adapter_dtype`` is True (LoRA, adapters, prefixes do).
+
+    Contract for the modules owning these parameters: their forward casts its input
+    to the parameter dtype and its result back to the input's (base) dtype, so the
+    frozen base model still runs in fp16/bf16.
+
+    Only parameters whose name contains one of ``keys`` and whose dtype is fp16 or
+    bf16 are cast; fp32/fp64 parameters, the frozen base model and the task head are
+    left alone. The ``Parameter`` objects are kept (``.data`` is replaced), so ties
+    and existing references stay valid.
+
+    Args:
+        model: an adapted model.
+        keys: substrings of the method's parameter names, e.g. ``("lora_",)``,
+            ``("adapter_",)``, ``("prefix_tuning.",)``.
+        dtype: target dtype, a floating dtype (fp32 by default).
+
+    Returns:
+        Names of the parameters that were cast.
+
+    Raises:
+        ValueError: ``dtype`` is not a floating-point dtype.
+    """
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(
+            f"dtype must be a floating torch.dtype such as torch.float32; got {dtype!r}"
+        )
+    keys = tuple(keys)
+    cast = []
+    for name, p in model.named_parameters():
+        if p.dtype in HALF_DTYPES and p.dtype != dtype and any(k in name for k in keys):
+            p.data = p.data.to(dtype)
+            cast.append(name)
+    return cast
 
 
 def count_parameters(model: nn.Module, modules_to_save: Iterable[str] | None = None) -> ParamCounts:

@@ -30,15 +30,25 @@ own code runs unchanged):
 * Generation. Virtual tokens are inserted only in a pass that starts an empty cache;
   their keys and values then stay in the KV cache (beam search reorders it as usual)
   and later decoding steps only extend the 2-D mask and shift the positions by n_v.
+  The cache reaches the backbone as ``cache`` (transformers 5) or, when the backbone
+  is called directly, under its deprecated name ``past_key_values``.
   Generating without a cache (``use_cache=False``) would re-insert the infix after
   the growing sequence, so it is not the same model.
 * Length. The usable input length shrinks by n_v (:func:`max_input_length`); an input
   whose shifted positions overflow the position table raises ``ValueError`` instead
   of being truncated.
 
+* Positions. Absolute position tables (BERT, RoBERTa, ELECTRA, GPT-2) and rotary
+  positions (Llama, Mistral, Qwen2: RoPE reads the same ``position_ids``, limit
+  ``config.max_position_embeddings``) are supported. PreEmbed's vectors have the width
+  of the input embedding table (ELECTRA's ``embedding_size`` may be below d_model);
+  PreLayer's have d_model.
+* Precision. With ``autocast_adapter_dtype`` (default) the parameters are fp32 on an
+  fp16/bf16 model and are cast to the base dtype where they enter the model.
+
 Errors: ``ValueError`` (one line) for bad settings, relative-position models such as
-DeBERTa-v2, a 4-D attention mask, position overflow, a model that already has prefixes,
-or a decoding mask that does not fit the cache.
+DeBERTa-v2 (and OPT's offset table), a 4-D attention mask, position overflow, a model
+that already has prefixes, or a decoding mask that does not fit the cache.
 """
 
 from __future__ import annotations
@@ -53,7 +63,7 @@ from torch import nn
 
 from lora.arch import ArchSpec, arch_spec, find_blocks, get_submodule
 from lora.methods import MethodConfig, register_method
-from lora.params import mark_trainable
+from lora.params import cast_adapter_dtype, mark_trainable
 
 #: Attribute of the backbone holding the prefix module; also the parameters' name key.
 PREFIX_ATTR = "prefix_tuning"
@@ -118,6 +128,20 @@ def _gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return x.gather(
         1, idx.view(*idx.shape, *([1] * (x.dim() - 2))).expand(*idx.shape, *x.shape[2:])
     )
+
+
+#: Backbone keywords that carry the KV cache: transformers 5 ``cache``, and the name
+#: that 4.x used and 5.x still accepts (deprecated) when the backbone is called directly.
+CACHE_KWARGS = ("cache", "past_key_values")
+
+
+def _cached_length(kwargs: dict) -> int:
+    """Number of positions already in the KV cache passed to the backbone (0: none)."""
+    for key in CACHE_KWARGS:
+        cache = kwargs.get(key)
+        if cache is not None:
+            return int(cache.get_seq_length())
+    return 0
 
 
 class PrefixTuning(nn.Module):
@@ -200,8 +224,7 @@ class PrefixTuning(nn.Module):
         mask = kwargs.get("attention_mask")
         if mask is not None and mask.dim() != 2:
             raise ValueError("prefix methods need a 2-D attention_mask (batch, seq_len)")
-        cache = kwargs.get("past_key_values")
-        past = cache.get_seq_length() if cache is not None else 0
+        past = _cached_length(kwargs)
         if past > 0:  # the virtual tokens are already in the KV cache
             self._layout = None
             return (), self._decoding_inputs(kwargs, past)
@@ -295,7 +318,8 @@ class PrefixTuning(nn.Module):
 class PrefixEmbedding(PrefixTuning):
     """PreEmbed: trainable input embeddings of the virtual tokens.
 
-    Parameters: ``prefix_embeds`` (l_p + l_i, d), prefix rows first; initialised from
+    Parameters: ``prefix_embeds`` (l_p + l_i, E), E = ``word_embeddings.embedding_dim``
+    (d_model, or ELECTRA's smaller ``embedding_size``), prefix rows first; initialised from
     randomly chosen rows of the word-embedding matrix, so they start in distribution.
     """
 
@@ -378,41 +402,58 @@ class _PrefixConfig(MethodConfig):
     def _build(self, spec: ArchSpec, backbone: nn.Module, common: dict) -> PrefixTuning:
         raise NotImplementedError
 
+    def _positions(self, model: nn.Module, spec: ArchSpec) -> tuple[int, int]:
+        """(number of positions, first real position id) that the virtual tokens shift."""
+        backbone = model.base_model
+        if spec.position_embeddings is not None:
+            table = get_submodule(backbone, spec.position_embeddings)
+            offset = table.padding_idx + 1 if table.padding_idx is not None else 0
+            return table.num_embeddings, offset
+        if getattr(backbone, "rotary_emb", None) is not None:  # RoPE reads position_ids
+            return int(model.config.max_position_embeddings), 0
+        raise ValueError(
+            f"{self.name} is not supported on {model.config.model_type} (relative positions "
+            "or an offset position table; supported: absolute tables and rotary positions)"
+        )
+
     def apply(self, model: nn.Module) -> nn.Module:
         spec = arch_spec(model)
-        if spec.position_embeddings is None:
-            raise ValueError(
-                f"{self.name} is not supported on {model.config.model_type} (relative positions)"
-            )
+        num_positions, pos_offset = self._positions(model, spec)
         backbone = model.base_model
         if hasattr(backbone, PREFIX_ATTR):
             raise ValueError(
                 "model already has prefix tokens; apply a prefix method to a fresh model"
             )
-        table = get_submodule(backbone, spec.position_embeddings)
         common = dict(
             l_p=self.l_p,
             l_i=self.l_i,
             d=model.config.hidden_size,
             causal=spec.causal or bool(getattr(model.config, "is_decoder", False)),
-            num_positions=table.num_embeddings,
-            pos_offset=table.padding_idx + 1 if table.padding_idx is not None else 0,
+            num_positions=num_positions,
+            pos_offset=pos_offset,
         )
         blocks = find_blocks(model, spec)
         self._build(spec, backbone, common).attach(model, backbone, blocks)
         mark_trainable(model, modules_to_save=self.modules_to_save, extra=(f"{PREFIX_ATTR}.",))
+        if self.autocast_adapter_dtype:  # fp32 prefixes on an fp16/bf16 base (peft default)
+            cast_adapter_dtype(model, (f"{PREFIX_ATTR}.",))
         return model
 
 
 @register_method
 @dataclass
 class PrefixEmbedConfig(_PrefixConfig):
-    """PreEmbed: l_p prefix + l_i infix trainable token embeddings, |Θ| = d·(l_p + l_i)."""
+    """PreEmbed: l_p prefix + l_i infix trainable token embeddings, |Θ| = E·(l_p + l_i).
+
+    E is the width of the input embedding table: d_model, or ELECTRA's ``embedding_size``.
+    """
 
     name: ClassVar[str] = "prefix_embed"
 
     def _build(self, spec: ArchSpec, backbone: nn.Module, common: dict) -> PrefixTuning:
-        return PrefixEmbedding(backbone.get_input_embeddings(), **common)
+        # Sized by the embedding table, which ELECTRA factorizes (E < d, projected after).
+        words = backbone.get_input_embeddings()
+        return PrefixEmbedding(words, **{**common, "d": words.embedding_dim})
 
 
 @register_method

@@ -14,8 +14,12 @@ from transformers import (
     BertForSequenceClassification,
     DebertaV2Config,
     DebertaV2ForSequenceClassification,
+    ElectraConfig,
+    ElectraForSequenceClassification,
     GPT2Config,
     GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
     RobertaConfig,
     RobertaForSequenceClassification,
 )
@@ -372,10 +376,12 @@ def test_prefix_encoder_ignores_padding(method, builder):
     torch.testing.assert_close(padded[1:], alone)
 
 
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
 @pytest.mark.parametrize("method", PREFIXES)
-def test_prefix_generate_with_beam_search(method):
+def test_prefix_generate_with_beam_search(method, arch):
     """Prefixes reach attention through the KV cache; left padding changes nothing."""
-    model, _ = adapted(method, "gpt2")
+    model = CAUSAL[arch]()
+    make_method(method, **KWARGS[method]).apply(model)
     ids = torch.randint(2, VOCAB, (2, 6), generator=torch.Generator().manual_seed(2))
     ids[0, :2] = 1
     mask = torch.ones_like(ids)
@@ -388,19 +394,100 @@ def test_prefix_generate_with_beam_search(method):
         assert torch.equal(out[0, 6:], alone[0, 4:])
 
 
+def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
+    """Rotary positions and grouped-query attention (4 query heads share 2 KV heads)."""
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=VOCAB, hidden_size=D, intermediate_size=FF, num_hidden_layers=L,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=POSITIONS,
+                         bos_token_id=0, eos_token_id=1, pad_token_id=1)  # fmt: skip
+    return LlamaForCausalLM(config).eval()
+
+
+CAUSAL = {"gpt2": tiny_gpt2, "llama": tiny_llama}
+
+
+def randomize_prefix(model, seed: int) -> None:
+    """Prefix parameters far from their init, so the virtual tokens dominate the logits."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.base_model.prefix_tuning.parameters():
+            p.copy_(torch.randn(p.shape, generator=g).to(p))
+
+
+def teacher_forced(model, seq, mask, prompt_len: int) -> torch.Tensor:
+    """One pass over prompt + continuation with the infix after the prompt, (B, T, V)."""
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)  # generate's positions for left padding
+    lengths = torch.full((seq.shape[0],), prompt_len)
+    return model(seq, attention_mask=mask, position_ids=pos, prompt_lengths=lengths).logits
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("arch", sorted(CAUSAL))
 @pytest.mark.parametrize("method", PREFIXES)
-def test_prefix_cached_decoding_matches_teacher_forcing(method):
-    """Greedy decoding from the cache equals one pass with the infix after the prompt."""
-    model, _ = adapted(method, "gpt2")
-    with torch.no_grad():  # train-like values, so the virtual tokens matter
-        for p in model.transformer.prefix_tuning.parameters():
-            p.add_(torch.randn_like(p))
-    ids = torch.randint(2, VOCAB, (2, 5), generator=torch.Generator().manual_seed(3))
-    out = model.generate(ids, max_new_tokens=5, do_sample=False)
-    logits = model(out, prompt_lengths=torch.tensor([5, 5])).logits
-    assert torch.equal(logits[:, 4:-1].argmax(-1), out[:, 5:])
-    base = tiny_gpt2().generate(ids, max_new_tokens=5, do_sample=False)
-    assert not torch.equal(out, base)  # the prefixes did take part
+def test_prefix_generate_logits_match_teacher_forcing(method, arch, seed):
+    """Every greedy step's logits (left-padded batch) equal one teacher-forced pass."""
+    model = CAUSAL[arch](seed)
+    make_method(method, **KWARGS[method]).apply(model)
+    randomize_prefix(model, seed + 10)
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(2, VOCAB, (2, 6), generator=g)
+    mask = torch.ones_like(ids)
+    mask[0, :2] = 0
+    new = 6
+    with torch.no_grad():
+        out = model.generate(ids, attention_mask=mask, max_new_tokens=new, min_new_tokens=new,
+                             do_sample=False, output_logits=True, return_dict_in_generate=True)  # fmt: skip
+        steps = torch.stack(out.logits, 1)  # (B, new, V), raw: before the EOS suppression
+        full = torch.cat([mask, torch.ones(2, new, dtype=mask.dtype)], 1)
+        tf = teacher_forced(model, out.sequences, full, 6)[:, 5:-1]
+        torch.testing.assert_close(steps, tf, atol=1e-4, rtol=0)
+        base = CAUSAL[arch](seed)
+        plain = teacher_forced(base, out.sequences, full, 6)[:, 5:-1]
+        assert (plain - tf).abs().max() > 0.1  # the prefixes did take part
+
+
+@pytest.mark.parametrize("cache_kwarg", ["cache", "past_key_values"])
+@pytest.mark.parametrize("arch", sorted(CAUSAL))
+@pytest.mark.parametrize("method", PREFIXES)
+def test_prefix_stepwise_cached_logits_match_teacher_forcing(method, arch, cache_kwarg):
+    """Feeding random continuation tokens one by one through the KV cache, called on the
+    backbone's own cache argument or its deprecated name, gives the teacher-forced logits."""
+    model = CAUSAL[arch](0)
+    make_method(method, **KWARGS[method]).apply(model)
+    randomize_prefix(model, 5)
+    g = torch.Generator().manual_seed(4)
+    seq = torch.randint(2, VOCAB, (2, 9), generator=g)
+    p = 4
+    with torch.no_grad():
+        out = model(seq[:, :p], use_cache=True)
+        cache = out.cache if hasattr(out, "cache") else out.past_key_values
+        steps = [out.logits[:, -1]]
+        for t in range(p, seq.shape[1] - 1):
+            mask = torch.ones(2, t + 1, dtype=torch.long)
+            out = model(seq[:, t : t + 1], attention_mask=mask, use_cache=True,
+                        **{cache_kwarg: cache})  # fmt: skip
+            steps.append(out.logits[:, -1])
+        expected = model(seq, prompt_lengths=torch.tensor([p, p])).logits[:, p - 1 : -1]
+    torch.testing.assert_close(torch.stack(steps, 1), expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("method", PREFIXES)
+def test_prefix_on_electra_with_factorized_embeddings(method):
+    """ELECTRA embeds in E = 16 < d = 32 and projects: PreEmbed's tokens live in the
+    embedding space (|Θ| = E·n_v), PreLayer's in the hidden space (|Θ| = L·d·n_v)."""
+    E = 16
+    torch.manual_seed(0)
+    model = ElectraForSequenceClassification(ElectraConfig(**ENCODER, embedding_size=E)).eval()
+    make_method(method, **KWARGS[method]).apply(model)
+    width = E if method == "prefix_embed" else L * D
+    assert count_parameters(model).method == width * (L_P + L_I)
+    inputs = batch("bert")
+    out = model(**inputs)
+    assert out.logits.shape == (2, 2)
+    out.loss.backward()
+    grad = model.electra.prefix_tuning
+    grad = grad.prefix_embeds.grad if method == "prefix_embed" else grad.prefix_acts.grad
+    assert grad is not None and grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("method", PREFIXES)

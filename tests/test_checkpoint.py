@@ -62,3 +62,75 @@ def test_load_adapter_weights_skips_the_head(tmp_path):
     assert dst["classifier.weight"].shape == (3, 32)
     with pytest.raises(ValueError, match="does not fit the model"):
         load_adapter_weights(method.apply(tiny_bert(num_labels=3)), tmp_path)
+
+
+def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _assert_untouched(model: torch.nn.Module, before: dict[str, torch.Tensor]) -> None:
+    from lora import lora_layers
+
+    assert not lora_layers(model)
+    after = model.state_dict()
+    assert after.keys() == before.keys()
+    assert all(torch.equal(after[k], before[k]) for k in before)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_shape_mismatch_names_both_shapes_and_leaves_model_unchanged(tmp_path):
+    method = LoraConfig(r=8, targets=["q", "v"])
+    save_adapter(method.apply(tiny_bert()), tmp_path, method)
+    config = json.loads((tmp_path / CONFIG_NAME).read_text())
+    (tmp_path / CONFIG_NAME).write_text(json.dumps({**config, "r": 4}))  # tampered / mixed up
+    model = tiny_bert()
+    before = _state(model)
+    with pytest.raises(
+        ValueError,
+        match=r"lora_A of layer bert\.encoder\.layer\.0\.attention\.self\.query: "
+        r"checkpoint \(8, 32\), model \(4, 32\)",
+    ) as info:
+        load_adapter(model, tmp_path)
+    assert "\n" not in str(info.value)
+    _assert_untouched(model, before)
+
+
+def test_other_base_config_is_refused_before_any_change(tmp_path):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    method = LoraConfig(r=2, targets=["q", "v"])
+    save_adapter(method.apply(tiny_bert()), tmp_path, method)
+    # same q/v shapes, another MLP width: the old loader accepted it silently
+    other = BertForSequenceClassification(BertConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=48, max_position_embeddings=64)).eval()  # fmt: skip
+    before = _state(other)
+    with pytest.raises(
+        ValueError, match=r"base config intermediate_size=64 in the checkpoint, 48 in this model"
+    ):
+        load_adapter(other, tmp_path)
+    _assert_untouched(other, before)
+    assert load_adapter(other, tmp_path, check_base=False) is other  # explicit override
+
+
+def test_other_base_name_is_refused(tmp_path):
+    method = LoraConfig(r=2)
+    source = tiny_bert()
+    source.config._name_or_path = "org/bert-a"
+    save_adapter(method.apply(source), tmp_path, method)
+    saved = json.loads((tmp_path / CONFIG_NAME).read_text())["base_model"]
+    assert saved["name_or_path"] == "org/bert-a" and saved["model_type"] == "bert"
+    target = tiny_bert()
+    target.config._name_or_path = "org/bert-b"
+    with pytest.raises(ValueError, match="saved for base model 'org/bert-a', this is 'org/bert-b'"):
+        load_adapter(target, tmp_path)
+
+
+def test_wrong_architecture_leaves_model_unchanged(tmp_path):
+    method = LoraConfig(r=2)
+    save_adapter(method.apply(tiny_bert()), tmp_path, method)
+    model = tiny_gpt2()
+    before = _state(model)
+    with pytest.raises(ValueError, match="saved for a 'bert' base model, this is a 'gpt2' model"):
+        load_adapter(model, tmp_path)
+    _assert_untouched(model, before)

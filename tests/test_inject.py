@@ -125,3 +125,58 @@ def test_unknown_architecture_lists_supported():
 def test_normalize_targets_order_and_aliases():
     assert normalize_targets(["v", "W_Q"]) == ("q", "v")
     assert normalize_targets("q,k,v,o") == ("q", "k", "v", "o")
+
+
+def test_module_names_match_exactly_or_as_dotted_suffix(bert):
+    apply_lora(bert, ["self.query", "bert.encoder.layer.1.attention.self.value"], r=2)
+    names = sorted(n.removeprefix("bert.encoder.layer.") for n, m in bert.named_modules()
+                   if m in lora_layers(bert))  # fmt: skip
+    assert names == ["0.attention.self.query", "1.attention.self.query", "1.attention.self.value"]
+
+
+def test_regex_is_a_full_match_on_the_full_name(bert):
+    apply_lora(bert, r".*layer\.0\.attention\.self\.(query|key)", r=2)
+    names = sorted(n for n, m in bert.named_modules() if m in lora_layers(bert))
+    assert names == [f"bert.encoder.layer.0.attention.self.{k}" for k in ("key", "query")]
+    with pytest.raises(ValueError, match="matches no adaptable module"):
+        apply_lora(bert.__class__(bert.config), r"attention\.self\.query", r=2)  # not full
+
+
+def test_all_linear_skips_heads_and_works_on_gpt2_conv1d(bert, gpt2):
+    apply_lora(bert, "all-linear", r=2)
+    adapted = [n for n, m in bert.named_modules() if m in lora_layers(bert)]
+    assert len(adapted) == 2 * 6 and not any("classifier" in n or "pooler" in n for n in adapted)
+    apply_lora(gpt2, ["all-linear"], r=2)
+    assert len(lora_layers(gpt2)) == 2 * 4  # c_attn (whole), attn.c_proj, c_fc, mlp.c_proj
+    assert all(m.fan_in_fan_out for m in lora_layers(gpt2))
+
+
+def test_heads_are_never_adapted_by_name(bert, gpt2):
+    with pytest.raises(ValueError, match="unknown LoRA target 'classifier'.*only heads"):
+        apply_lora(bert, ["classifier"])
+    with pytest.raises(ValueError, match="matches no adaptable module"):
+        apply_lora(gpt2, "lm_head")
+    assert not lora_layers(bert) and not lora_layers(gpt2)
+
+
+def test_non_linear_match_and_config_forms():
+    from tests.conftest import tiny_bert
+
+    with pytest.raises(ValueError, match=r"matches .*\(BertSelfAttention\); LoRA wraps nn.Linear"):
+        apply_lora(tiny_bert(), ["attention.self"])
+    assert LoraConfig(targets="all-linear").targets == "all-linear"
+    assert LoraConfig(targets=["W_v", "q_proj"]).targets == ["v", "q_proj"]
+    assert LoraConfig(targets=r".*\.q_proj").targets == r".*\.q_proj"
+    with pytest.raises(ValueError, match="not a valid regex"):
+        LoraConfig(targets="(")
+
+
+def test_module_names_on_an_unknown_architecture(token_ids):
+    from transformers import T5ForConditionalGeneration
+
+    model = T5ForConditionalGeneration(T5Config(d_model=16, d_ff=32, num_layers=1, num_heads=2,
+                                                vocab_size=20, d_kv=8))  # fmt: skip
+    with pytest.raises(ValueError, match="pass module names or a regex as targets"):
+        apply_lora(model, ["q"])
+    apply_lora(model, ["SelfAttention.q", "SelfAttention.v"], r=2)
+    assert len(lora_layers(model)) == 4  # encoder + decoder self-attention, q and v
