@@ -14,6 +14,13 @@ from lora.adapters import (
     AdapterPConfig,
     adapter_layers,
 )
+from lora.analysis import (
+    amplification_factor,
+    lora_delta,
+    projected_norm,
+    subspace_similarity,
+    subspace_similarity_grid,
+)
 from lora.arch import ALL_LINEAR, ARCHITECTURES, TARGET_NAMES, arch_spec, parse_targets
 from lora.checkpoint import (
     base_model_identity,
@@ -64,6 +71,7 @@ __all__ = [
     "VeraConfig",
     "VeraLinear",
     "adapter_layers",
+    "amplification_factor",
     "apply_lora",
     "apply_vera",
     "arch_spec",
@@ -74,6 +82,7 @@ __all__ = [
     "load_adapter",
     "load_adapter_weights",
     "load_peft",
+    "lora_delta",
     "lora_layers",
     "loraplus_param_groups",
     "make_method",
@@ -82,7 +91,10 @@ __all__ = [
     "merge_and_unload",
     "merge_lora",
     "parse_targets",
+    "projected_norm",
     "resolve_targets",
     "save_adapter",
+    "subspace_similarity",
+    "subspace_similarity_grid",
     "unmerge_lora",
 ]

@@ -239,6 +239,23 @@ def arch_spec(model_or_type: nn.Module | str) -> ArchSpec:
     return ARCHITECTURES[model_type]
 
 
+#: Heads assumed for architectures outside :data:`ARCHITECTURES` (peft's
+#: sequence-classification defaults).
+GENERIC_HEAD = ("classifier", "score")
+
+
+def find_spec(model: nn.Module) -> ArchSpec | None:
+    """The :class:`ArchSpec` of ``model``'s ``config.model_type``; ``None`` if unsupported."""
+    return ARCHITECTURES.get(getattr(getattr(model, "config", None), "model_type", None))
+
+
+def model_head(model: nn.Module) -> tuple[str, ...]:
+    """Task-head module names of ``model``: its :attr:`ArchSpec.head`, or
+    :data:`GENERIC_HEAD` for an architecture outside :data:`ARCHITECTURES`."""
+    spec = find_spec(model)
+    return spec.head if spec is not None else GENERIC_HEAD
+
+
 def normalize_targets(targets: list[str] | tuple[str, ...] | str) -> tuple[str, ...]:
     """Map user target names (``"q"``, ``"W_q"``, ``"query"`` ...) to canonical ones.
 

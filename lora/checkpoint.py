@@ -11,7 +11,6 @@ records the base model's identity) and peft's (``peft_type``, LoRA only; see
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 from pathlib import Path
@@ -21,8 +20,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from lora.methods import MethodConfig, make_method
-from lora.peft_format import export_peft, load_peft
+from lora.methods import MethodConfig, make_method, meta_skeleton
+from lora.peft_format import export_peft, load_peft, shape_error
 
 WEIGHTS_NAME = "adapter_model.safetensors"
 CONFIG_NAME = "adapter_config.json"
@@ -133,18 +132,6 @@ def save_adapter(
     return out
 
 
-def _skeleton(model: nn.Module) -> nn.Module:
-    """A weightless copy of ``model`` to rehearse ``method.apply`` on (meta device)."""
-    config = getattr(model, "config", None)
-    if config is not None:
-        try:
-            with torch.device("meta"):
-                return type(model)(copy.deepcopy(config))
-        except Exception:  # noqa: BLE001 - not buildable from its config: copy instead
-            pass
-    return copy.deepcopy(model)
-
-
 def load_adapter(model: nn.Module, path: str | os.PathLike, check_base: bool = True) -> nn.Module:
     """Adapt a fresh base model as saved in ``path`` and load the trained weights.
 
@@ -180,7 +167,8 @@ def load_adapter(model: nn.Module, path: str | os.PathLike, check_base: bool = T
         check_base_model(identity or {}, model)
     # Rehearse on a weightless copy to learn the expected names and shapes.
     expected = {
-        n: tuple(p.shape) for n, p in trainable_state_dict(method.apply(_skeleton(model))).items()
+        n: tuple(p.shape)
+        for n, p in trainable_state_dict(method.apply(meta_skeleton(model))).items()
     }
     if set(tensors) != set(expected):
         missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
@@ -190,10 +178,7 @@ def load_adapter(model: nn.Module, path: str | os.PathLike, check_base: bool = T
     for name, tensor in tensors.items():
         if tuple(tensor.shape) != expected[name]:
             module, _, leaf = name.rpartition(".")
-            raise ValueError(
-                f"adapter does not fit the model: {leaf} of layer {module}: checkpoint "
-                f"{tuple(tensor.shape)}, model {expected[name]}"
-            )
+            raise shape_error(leaf, module, tuple(tensor.shape), expected[name])
     method.apply(model)
     params = dict(model.named_parameters())
     with torch.no_grad():

@@ -32,7 +32,7 @@ from typing import Any
 
 from torch import nn
 
-from lora.methods import METHODS, MethodConfig, make_method
+from lora.methods import METHODS, MethodConfig, make_method, meta_skeleton
 
 #: Fields of :class:`MethodConfig` that the composed method sets for all its parts.
 SHARED = ("modules_to_save", "autocast_adapter_dtype")
@@ -113,7 +113,17 @@ class ComposedConfig(MethodConfig):
         return sum(getattr(m, "num_virtual_tokens", 0) for m in self.methods)
 
     def apply(self, model: nn.Module) -> nn.Module:
-        """Apply every part in order; afterwards each part's parameters are trainable."""
+        """Apply every part in order; afterwards each part's parameters are trainable.
+
+        The parts are first rehearsed on a weightless copy (:func:`meta_skeleton`), so
+        a part that rejects the model raises before any part has changed it.
+
+        Raises:
+            ValueError: whatever a part's ``apply`` raises for this model.
+        """
+        skeleton = meta_skeleton(model)
+        for part in self.methods:
+            part.apply(skeleton)
         trainable: dict[int, nn.Parameter] = {}  # holding the objects keeps their ids unique
         for part in self.methods:
             part.apply(model)

@@ -17,26 +17,18 @@ from transformers.pytorch_utils import Conv1D
 
 from lora.arch import (
     _VALID_TARGETS,
-    ARCHITECTURES,
-    ArchSpec,
     arch_spec,
     find_blocks,
+    find_spec,
+    model_head,
     parse_targets,
     set_submodule,
 )
 from lora.layers import FusedLinear, Linear, LoRALayer
 from lora.params import BIAS_MODES, mark_trainable
 
-#: Heads assumed for architectures outside :data:`lora.arch.ARCHITECTURES` (peft's
-#: sequence-classification defaults).
-GENERIC_HEAD = ("classifier", "score")
-
 #: Plan entry: ``None`` wraps the whole module; a tuple of bools adapts those slices.
 Plan = dict[str, "tuple[bool, ...] | None"]
-
-
-def _model_spec(model: nn.Module) -> ArchSpec | None:
-    return ARCHITECTURES.get(getattr(getattr(model, "config", None), "model_type", None))
 
 
 def _is_linear(module: nn.Module) -> bool:
@@ -70,10 +62,10 @@ def resolve_targets(
             whole and by slice.
     """
     parsed = parse_targets(targets)
-    spec = _model_spec(model)
+    spec = find_spec(model)
     if spec is None and (parsed.paper or parsed.all_linear or layers is not None):
         spec = arch_spec(model)  # raises the unsupported-architecture error
-    heads = head_module_names(model, spec.head if spec else GENERIC_HEAD)
+    heads = head_module_names(model, model_head(model))
     named = dict(model.named_modules())
     block_of: dict[str, int] = {}
     if spec is not None:
@@ -165,7 +157,10 @@ def wrap_modules(
     lora_alpha: float | dict[str, float] = 8,
     **layer_kwargs: Any,
 ) -> list[LoRALayer]:
-    """Replace each module of ``plan`` by a LoRA layer; no freezing.
+    """Replace each module of ``plan`` by a LoRA layer; no freezing of other modules.
+
+    Every layer's settings are checked (:meth:`LoRALayer.check`) before the first
+    module is replaced, so a rejected setting leaves ``model`` as it was.
 
     Args:
         model: the model to modify in place.
@@ -177,20 +172,60 @@ def wrap_modules(
 
     Returns:
         The new layers, in plan order.
+
+    Raises:
+        ValueError: a setting one of the layers rejects, prefixed with the module name.
     """
-    new = []
+    builds = []
     for name, enable in plan.items():
         base = model.get_submodule(name)
-        kwargs = dict(layer_kwargs, fan_in_fan_out=isinstance(base, Conv1D))
+        cls, kwargs = (Linear, {}) if enable is None else (FusedLinear, {"enable": enable})
+        kwargs.update(layer_kwargs, fan_in_fan_out=isinstance(base, Conv1D))
         rank = r[name] if isinstance(r, dict) else r
+        try:
+            cls.check(base, rank, **kwargs)
+        except ValueError as err:
+            raise ValueError(f"{name}: {err}") from None
         alpha = lora_alpha[name] if isinstance(lora_alpha, dict) else lora_alpha
-        if enable is None:
-            layer = Linear(base, rank, alpha, **kwargs)
-        else:
-            layer = FusedLinear(base, rank, alpha, enable=enable, **kwargs)
+        builds.append((name, cls, base, rank, alpha, kwargs))
+    new = []
+    for name, cls, base, rank, alpha, kwargs in builds:
+        layer = cls(base, rank, alpha, **kwargs)
         set_submodule(model, name, layer)
         new.append(layer)
     return new
+
+
+def plan_injection(
+    model: nn.Module, targets: Iterable[str] | str, layers: Iterable[int] | None, bias: str
+) -> Plan:
+    """The checks every ``apply_*`` makes before it changes ``model``; returns the plan.
+
+    Raises:
+        ValueError: ``model`` already has LoRA/VeRA layers, an unknown ``bias``, or
+            anything :func:`resolve_targets` raises.
+    """
+    if any(isinstance(m, LoRALayer) for m in model.modules()):
+        raise ValueError("model already has LoRA layers; call merge_and_unload() first")
+    if bias not in BIAS_MODES:
+        raise ValueError(f"bias must be one of {', '.join(BIAS_MODES)}; got {bias!r}")
+    return resolve_targets(model, targets, layers)
+
+
+def freeze_base(
+    model: nn.Module,
+    bias: str,
+    modules_to_save: Iterable[str] | None,
+    trainable: Iterable[str] = ("lora_",),
+) -> nn.Module:
+    """After injection: train only the method's parameters, the head and chosen biases.
+
+    ``modules_to_save=None`` means the architecture's head (:func:`lora.arch.model_head`,
+    ``classifier``/``score`` for unknown architectures). See :func:`mark_trainable`.
+    """
+    heads = model_head(model) if modules_to_save is None else modules_to_save
+    mark_trainable(model, bias=bias, modules_to_save=heads, extra=trainable)
+    return model
 
 
 def apply_lora(
@@ -228,21 +263,14 @@ def apply_lora(
         The same model, modified in place.
 
     Raises:
-        ValueError: unknown architecture, target, bias mode or layer index, or ``r < 1``;
-            the message lists the valid values. Raised before any module is replaced.
+        ValueError: unknown architecture, target, bias mode or layer index, ``r < 1``,
+            or a setting a target layer rejects (``use_dora`` on GPT-2's fused
+            ``c_attn``, ``init="pissa"`` with r above a matrix's rank); the message
+            lists the valid values. Raised before any module is replaced or frozen.
     """
-    if any(isinstance(m, LoRALayer) for m in model.modules()):
-        raise ValueError("model already has LoRA layers; call merge_and_unload() first")
-    if bias not in BIAS_MODES:
-        raise ValueError(f"bias must be one of {', '.join(BIAS_MODES)}; got {bias!r}")
-    plan = resolve_targets(model, targets, layers)
-    if int(r) < 1:
-        raise ValueError(f"r must be >= 1, got {r}")
+    plan = plan_injection(model, targets, layers, bias)
     wrap_modules(model, plan, r, lora_alpha, lora_dropout=lora_dropout, init=init, **layer_kwargs)
-    if modules_to_save is None and _model_spec(model) is None:
-        modules_to_save = GENERIC_HEAD
-    mark_trainable(model, bias=bias, modules_to_save=modules_to_save)
-    return model
+    return freeze_base(model, bias, modules_to_save)
 
 
 def lora_layers(model: nn.Module) -> list[LoRALayer]:

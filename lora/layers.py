@@ -72,14 +72,20 @@ def pissa_factors(
     Raises:
         ValueError: ``r`` larger than ``min(out, in)``.
     """
-    if r > min(weight.shape):
-        raise ValueError(f"r={r} must be <= min(out, in)={min(weight.shape)} for init='pissa'")
+    _check_pissa_rank(r, *weight.shape)
     w = weight.detach().float()
     u, s, vh = torch.linalg.svd(w, full_matrices=False)
     root = torch.sqrt(s[:r] / scaling)
     a = root[:, None] * vh[:r]
     b = u[:, :r] * root[None, :]
     return a, b, w - scaling * (b @ a)
+
+
+def _check_pissa_rank(r: int, rows: int, cols: int) -> None:
+    if r > min(rows, cols):
+        raise ValueError(
+            f"r={r} must be <= min(out, in)={min(rows, cols)} of every matrix for init='pissa'"
+        )
 
 
 def _state_dict_unmerged(module: LoRALayer, state_dict: dict, prefix: str, _meta) -> None:
@@ -104,6 +110,9 @@ def _load_post_remerge(module: LoRALayer, _incompatible) -> None:
 class LoRALayer(nn.Module):
     """Shared state and merge logic of the LoRA layers.
 
+    Subclasses call :meth:`check` before ``super().__init__``, so a rejected setting
+    raises before ``base_layer`` is frozen or edited.
+
     Args:
         base_layer: frozen projection with a 2-D ``weight``; its parameters are set to
             ``requires_grad=False``.
@@ -120,8 +129,34 @@ class LoRALayer(nn.Module):
         autocast_adapter_dtype: fp32 adapter parameters on an fp16/bf16 base.
 
     Raises:
-        ValueError: ``r < 1``, ``lora_dropout`` outside [0, 1) or an unknown ``init``.
+        ValueError: see :meth:`check`.
     """
+
+    @classmethod
+    def check(
+        cls,
+        base_layer: nn.Module | None,
+        r: int,
+        lora_dropout: float = 0.0,
+        init: str = "kaiming",
+        fan_in_fan_out: bool = False,
+        **_variants,
+    ) -> None:
+        """Raise the ``ValueError`` that building this layer would raise; changes nothing.
+
+        Lets injection validate every target before it replaces any module. The base
+        class checks the shared settings only and does not read ``base_layer``.
+
+        Raises:
+            ValueError: ``r < 1``, ``lora_dropout`` outside [0, 1), an unknown ``init``
+                (:data:`INIT_SCHEMES`), or a subclass-specific setting.
+        """
+        if int(r) < 1:
+            raise ValueError(f"r must be >= 1, got {r}")
+        if not 0.0 <= lora_dropout < 1.0:
+            raise ValueError(f"lora_dropout must be in [0, 1), got {lora_dropout}")
+        if init not in INIT_SCHEMES:
+            raise ValueError(f"init must be one of {INIT_SCHEMES}, got {init!r}")
 
     def __init__(
         self,
@@ -136,12 +171,6 @@ class LoRALayer(nn.Module):
         autocast_adapter_dtype: bool = True,
     ) -> None:
         super().__init__()
-        if int(r) < 1:
-            raise ValueError(f"r must be >= 1, got {r}")
-        if not 0.0 <= lora_dropout < 1.0:
-            raise ValueError(f"lora_dropout must be in [0, 1), got {lora_dropout}")
-        if init not in INIT_SCHEMES:
-            raise ValueError(f"init must be one of {INIT_SCHEMES}, got {init!r}")
         self.base_layer = base_layer
         for p in base_layer.parameters():
             p.requires_grad_(False)
@@ -288,9 +317,19 @@ class Linear(LoRALayer):
     ``use_dora`` also ``lora_magnitude_vector`` (out_features,), initialised to the
     row norms ‖W0 + scaling·B·A‖ (DoRA §4.1), so the layer starts equal to the base.
     All in :attr:`adapter_dtype`.
+
+    Raises:
+        ValueError: as :meth:`LoRALayer.check`, or ``init="pissa"`` with r > min(out, in).
     """
 
+    @classmethod
+    def check(cls, base_layer: nn.Module, r: int, **kwargs) -> None:
+        super().check(base_layer, r, **kwargs)
+        if kwargs.get("init") == "pissa":
+            _check_pissa_rank(r, *_features(base_layer, kwargs.get("fan_in_fan_out", False)))
+
     def __init__(self, base_layer: nn.Module, r: int, lora_alpha: float, **kwargs) -> None:
+        self.check(base_layer, r, **kwargs)
         super().__init__(base_layer, r, lora_alpha, **kwargs)
         factory = self._factory()
         self.lora_A = nn.Parameter(torch.empty(self.r, self.in_features, **factory))
@@ -351,21 +390,30 @@ class FusedLinear(LoRALayer):
     Parameters: ``lora_A`` (r·n_enabled, in), ``lora_B`` (n_enabled·out/n, r).
 
     Raises:
-        ValueError: out_features not divisible by ``len(enable)``, no slice enabled,
-            or ``use_dora`` (DoRA is implemented for whole projections only).
+        ValueError: as :meth:`LoRALayer.check`; out_features not divisible by
+            ``len(enable)``, no slice enabled, ``use_dora`` (DoRA is implemented for
+            whole projections only), or ``init="pissa"`` with r > min(out/n, in).
     """
+
+    @classmethod
+    def check(cls, base_layer: nn.Module, r: int, enable: tuple[bool, ...], **kwargs) -> None:
+        super().check(base_layer, r, **kwargs)
+        if kwargs.get("use_dora"):
+            raise ValueError("use_dora must be False on fused projections (GPT-2 c_attn slices)")
+        n_in, n_out = _features(base_layer, kwargs.get("fan_in_fan_out", False))
+        if not enable or n_out % len(enable) or not any(enable):
+            raise ValueError(
+                f"enable={tuple(enable)} must contain a True and divide out_features="
+                f"{n_out} into equal slices"
+            )
+        if kwargs.get("init") == "pissa":
+            _check_pissa_rank(r, n_out // len(enable), n_in)
 
     def __init__(
         self, base_layer: nn.Module, r: int, lora_alpha: float, enable: tuple[bool, ...], **kwargs
     ) -> None:
+        self.check(base_layer, r, enable, **kwargs)
         super().__init__(base_layer, r, lora_alpha, **kwargs)
-        if self.use_dora:
-            raise ValueError("use_dora must be False on fused projections (GPT-2 c_attn slices)")
-        if self.out_features % len(enable) or not any(enable):
-            raise ValueError(
-                f"enable={tuple(enable)} must contain a True and divide out_features="
-                f"{self.out_features} into equal slices"
-            )
         self.enable = tuple(bool(e) for e in enable)
         self.slice_size = self.out_features // len(enable)
         n = sum(self.enable)

@@ -9,10 +9,12 @@ a one-line ``ValueError`` before any model is loaded.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
 from lora.arch import TARGET_NAMES, canonical_targets
@@ -124,9 +126,23 @@ class LoraConfig(MethodConfig):
             layers=self.layers,
             use_rslora=self.use_rslora,
             use_dora=self.use_dora,
-            # the field comes from MethodConfig where present (peft's default: True)
-            autocast_adapter_dtype=getattr(self, "autocast_adapter_dtype", True),
+            autocast_adapter_dtype=self.autocast_adapter_dtype,
         )
+
+
+def meta_skeleton(model: nn.Module) -> nn.Module:
+    """A weightless copy of ``model`` (meta device) to rehearse ``method.apply`` on.
+
+    Built from ``model.config`` when it has one; otherwise a deep copy (real memory).
+    """
+    config = getattr(model, "config", None)
+    if config is not None:
+        try:
+            with torch.device("meta"):
+                return type(model)(copy.deepcopy(config))
+        except Exception:  # noqa: BLE001 - not buildable from its config: copy instead
+            pass
+    return copy.deepcopy(model)
 
 
 METHODS: dict[str, type[MethodConfig]] = {

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from lora.arch import arch_spec
-from lora.layers import LoRALayer
+from lora.layers import HALF_DTYPES, LoRALayer
 
 BIAS_MODES = ("none", "all", "lora_only")
 
@@ -85,10 +85,6 @@ def mark_trainable(
                 m.base_layer.bias.requires_grad_(True)
 
 
-#: Base dtypes whose method parameters :func:`cast_adapter_dtype` upcasts (as peft does).
-HALF_DTYPES = (torch.float16, torch.bfloat16)
-
-
 def cast_adapter_dtype(
     model: nn.Module, keys: Iterable[str], dtype: torch.dtype = torch.float32
 ) -> list[str]:
@@ -99,7 +95,9 @@ def cast_adapter_dtype(
     standard fp16 recipe (``torch.amp.GradScaler``, HF Trainer ``fp16=True``) can
     unscale them; a GradScaler refuses fp16 gradients ("Attempting to unscale FP16
     gradients"). Call it at the end of a method's ``apply`` when
-    ``MethodConfig.autocast_adapter_dtype`` is True (LoRA, adapters, prefixes do).
+    ``MethodConfig.autocast_adapter_dtype`` is True (adapters and prefixes do; LoRA
+    and VeRA layers create their parameters in fp32 instead, see
+    :func:`lora.layers.adapter_dtype`).
 
     Contract for the modules owning these parameters: their forward casts its input
     to the parameter dtype and its result back to the input's (base) dtype, so the

@@ -20,7 +20,9 @@ import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from lora.layers import FusedLinear, LoRALayer
+from lora.arch import model_head
+from lora.inject import freeze_base, wrap_modules
+from lora.layers import FusedLinear, Linear, LoRALayer
 
 PREFIX = "base_model.model."
 _INIT_TO_PEFT = {"kaiming": True, "gaussian": "gaussian", "pissa": "pissa"}
@@ -68,15 +70,26 @@ def export_peft(
     method config (``bias``, ``lora_dropout``), so newer layer features map to peft's
     keys without changes here.
 
+    Returns:
+        ``(config, tensors)``: the JSON dict and name -> contiguous tensor copies (A, B
+        and DoRA magnitudes in the adapter dtype, heads and biases in theirs).
+
     Raises:
-        ValueError: the model has no LoRA layers, or DoRA on a fused slice layer.
+        ValueError: the model has no LoRA layers, other layers of this family (VeRA),
+            or DoRA on a fused slice layer.
     """
     layers = {n: m for n, m in model.named_modules() if isinstance(m, LoRALayer)}
     if not layers:
         raise ValueError("format='peft' needs a LoRA-adapted model; this one has no LoRA layers")
+    other = next((m for m in layers.values() if not isinstance(m, (Linear, FusedLinear))), None)
+    if other is not None:
+        raise ValueError(
+            f"format='peft' writes LoRA layers only; this model has {type(other).__name__} "
+            "layers (use format='native')"
+        )
     first = next(iter(layers.values()))
-    rslora = bool(getattr(first, "use_rslora", False))
-    dora = any(getattr(m, "use_dora", False) for m in layers.values())
+    rslora = first.use_rslora
+    dora = any(m.use_dora for m in layers.values())
     r0, alpha0 = first.r, first.lora_alpha
     tensors: dict[str, torch.Tensor] = {}
     rank_pattern: dict[str, int] = {}
@@ -84,7 +97,7 @@ def export_peft(
     for name, layer in layers.items():
         rank, alpha = layer.r, layer.lora_alpha
         if isinstance(layer, FusedLinear):
-            if getattr(layer, "use_dora", False):
+            if layer.use_dora:
                 raise ValueError(
                     f"cannot export DoRA on fused slices of {name} to peft: its magnitude "
                     "is per slice, peft's covers the whole module"
@@ -105,15 +118,13 @@ def export_peft(
         mag = getattr(layer, "lora_magnitude_vector", None)
         if mag is not None:
             tensors[f"{PREFIX}{name}.lora_magnitude_vector"] = mag.detach()
-    lora_names = set(tensors)
     heads: list[str] = []
-    head_names = tuple(getattr(method, "modules_to_save", None) or _default_head(model))
+    head_names = tuple(getattr(method, "modules_to_save", None) or model_head(model))
     for pname, p in model.named_parameters():
         if not p.requires_grad or ".lora_" in pname or pname.startswith("lora_"):
             continue
         tensors[PREFIX + pname] = p.detach()
         heads += [h for h in head_names if h in pname.split(".") and h not in heads]
-    assert lora_names <= set(tensors)
     config = {
         "peft_type": "LORA",
         "task_type": _task_type(model),
@@ -127,19 +138,12 @@ def export_peft(
         "fan_in_fan_out": any(isinstance(m.base_layer, Conv1D) for m in layers.values()),
         "use_rslora": rslora,
         "use_dora": dora,
-        "init_lora_weights": _INIT_TO_PEFT.get(getattr(first, "init", "kaiming"), True),
+        "init_lora_weights": _INIT_TO_PEFT[first.init],
         "rank_pattern": rank_pattern,
         "alpha_pattern": alpha_pattern,
         "inference_mode": True,
     }
     return config, {k: v.contiguous().clone() for k, v in tensors.items()}
-
-
-def _default_head(model: nn.Module) -> tuple[str, ...]:
-    from lora.inject import GENERIC_HEAD, _model_spec
-
-    spec = _model_spec(model)
-    return spec.head if spec else GENERIC_HEAD
 
 
 def _pattern_value(patterns: dict[str, Any], name: str, default: Any) -> Any:
@@ -150,7 +154,8 @@ def _pattern_value(patterns: dict[str, Any], name: str, default: Any) -> Any:
     return default
 
 
-def _shape_error(what: str, layer: str, saved: tuple, model: tuple) -> ValueError:
+def shape_error(what: str, layer: str, saved: tuple, model: tuple) -> ValueError:
+    """The one-line error for a checkpoint tensor whose shape does not fit the model."""
     return ValueError(
         f"adapter does not fit the model: {what} of layer {layer}: checkpoint {saved}, "
         f"model {model}"
@@ -175,9 +180,6 @@ def load_peft(model: nn.Module, config: dict[str, Any], tensors: dict[str, torch
             already has LoRA layers, or a module/tensor that does not fit (both shapes
             are named).
     """
-    from lora.inject import wrap_modules
-    from lora.params import mark_trainable
-
     if config.get("peft_type") != "LORA":
         raise ValueError(f"peft_type={config.get('peft_type')!r} is not supported; only 'LORA'")
     for key, default in _UNSUPPORTED.items():
@@ -220,21 +222,24 @@ def load_peft(model: nn.Module, config: dict[str, Any], tensors: dict[str, torch
         d_in, d_out = (w.shape[0], w.shape[1]) if isinstance(module, Conv1D) else w.shape[::-1]
         r = a.shape[0]
         if tuple(a.shape) != (r, d_in):
-            raise _shape_error("lora_A", name, tuple(a.shape), (r, d_in))
+            raise shape_error("lora_A", name, tuple(a.shape), (r, d_in))
         if tuple(b.shape) != (d_out, r):
-            raise _shape_error("lora_B", name, tuple(b.shape), (d_out, r))
+            raise shape_error("lora_B", name, tuple(b.shape), (d_out, r))
         ranks[name] = r
         alphas[name] = _pattern_value(config.get("alpha_pattern") or {}, name, config["lora_alpha"])
     if not lora_mods:
         raise ValueError("adapter does not fit the model: the peft checkpoint has no LoRA weights")
-    others = {k: v for k, v in state.items() if ".lora_" not in k}
-    for key, t in others.items():
+    others = {}  # our parameter -> tensor; the same Parameter objects after wrapping
+    for key, t in state.items():
+        if ".lora_" in key:
+            continue
         plain = key.replace(".base_layer.", ".")  # peft's wrapped bias is the module's bias
         if plain not in params:
             raise ValueError(f"adapter does not fit the model: no parameter {plain} for {key}")
         if tuple(params[plain].shape) != tuple(t.shape):
             module, _, leaf = plain.rpartition(".")
-            raise _shape_error(leaf, module, tuple(t.shape), tuple(params[plain].shape))
+            raise shape_error(leaf, module, tuple(t.shape), tuple(params[plain].shape))
+        others[params[plain]] = t
     # Checks passed: now change the model.
     kwargs: dict[str, Any] = {
         "lora_dropout": float(config.get("lora_dropout") or 0.0),
@@ -247,11 +252,8 @@ def load_peft(model: nn.Module, config: dict[str, Any], tensors: dict[str, torch
     new_params = dict(model.named_parameters())
     with torch.no_grad():
         for key, t in state.items():
-            ours = key.replace(".lora_A.weight", ".lora_A").replace(".lora_B.weight", ".lora_B")
-            ours = ours.replace(".lora_magnitude_vector.weight", ".lora_magnitude_vector")
-            if ours not in new_params:
-                raise ValueError(f"adapter does not fit the model: no parameter {ours} for {key}")
-            new_params[ours].copy_(t)
-    heads = config.get("modules_to_save") or _default_head(model)
-    mark_trainable(model, bias=config.get("bias", "none"), modules_to_save=heads)
-    return model
+            if ".lora_" in key:  # checked above: every A, B (and DoRA m) has a layer now
+                new_params[key.removesuffix(".weight")].copy_(t)
+        for p, t in others.items():
+            p.copy_(t)
+    return freeze_base(model, config.get("bias", "none"), config.get("modules_to_save") or None)

@@ -25,11 +25,11 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from lora.arch import ARCHITECTURES, canonical_targets, set_submodule
-from lora.inject import GENERIC_HEAD, resolve_targets
+from lora.arch import canonical_targets, set_submodule
+from lora.inject import freeze_base, plan_injection
 from lora.layers import LoRALayer, _features, adapter_dtype
 from lora.methods import MethodConfig, register_method
-from lora.params import BIAS_MODES, mark_trainable
+from lora.params import BIAS_MODES
 
 VERA_PARAM_KEY = "vera_lambda_"
 
@@ -61,7 +61,9 @@ class VeraLinear(LoRALayer):
     Merge/unmerge, ``train()`` and ``state_dict`` behave as in :class:`LoRALayer`.
 
     Raises:
-        ValueError: ``vera_A``/``vera_B`` too small for this layer or of another rank.
+        ValueError: ``vera_A``/``vera_B`` too small for this layer or of another rank,
+            or as :meth:`LoRALayer.check` (``r``, ``vera_dropout``). Raised before
+            ``base_layer`` is frozen.
     """
 
     def __init__(
@@ -75,18 +77,20 @@ class VeraLinear(LoRALayer):
         fan_in_fan_out: bool = False,
         autocast_adapter_dtype: bool = True,
     ) -> None:
+        self.check(base_layer, r, lora_dropout=vera_dropout)
+        d_in, d_out = _features(base_layer, fan_in_fan_out)
+        if vera_A.shape[0] != r or vera_B.shape[1] != r:
+            raise ValueError(f"vera_A/vera_B rank must equal r={r}")
+        if vera_A.shape[1] < d_in or vera_B.shape[0] < d_out:
+            raise ValueError(
+                f"vera_A {tuple(vera_A.shape)} / vera_B {tuple(vera_B.shape)} too small for "
+                f"a layer of in={d_in}, out={d_out}"
+            )
         super().__init__(
             base_layer, r, lora_alpha=r, lora_dropout=vera_dropout, fan_in_fan_out=fan_in_fan_out,
             autocast_adapter_dtype=autocast_adapter_dtype,
         )  # fmt: skip
         self.scaling = 1.0  # VeRA has no α: the vectors carry the scale
-        if vera_A.shape[0] != self.r or vera_B.shape[1] != self.r:
-            raise ValueError(f"vera_A/vera_B rank must equal r={self.r}")
-        if vera_A.shape[1] < self.in_features or vera_B.shape[0] < self.out_features:
-            raise ValueError(
-                f"vera_A {tuple(vera_A.shape)} / vera_B {tuple(vera_B.shape)} too small for "
-                f"a layer of in={self.in_features}, out={self.out_features}"
-            )
         self.register_buffer("vera_A", vera_A)
         self.register_buffer("vera_B", vera_B)
         factory = self._factory()
@@ -141,17 +145,14 @@ def apply_vera(
             (GPT-2 q, k, v), or a model that already has LoRA/VeRA layers. Raised
             before any module is replaced.
     """
-    if any(isinstance(m, LoRALayer) for m in model.modules()):
-        raise ValueError("model already has LoRA layers; call merge_and_unload() first")
-    if bias not in BIAS_MODES:
-        raise ValueError(f"bias must be one of {', '.join(BIAS_MODES)}; got {bias!r}")
-    plan = resolve_targets(model, targets, layers)
+    plan = plan_injection(model, targets, layers, bias)
     fused = [n for n, enable in plan.items() if enable is not None]
     if fused:
         raise ValueError(
             f"VeRA targets must be whole projections; {fused[0]} would be adapted on output "
             "slices only (GPT-2 c_attn q/k/v); target o, ffn_in, ffn_out or module names"
         )
+    LoRALayer.check(None, r, lora_dropout=vera_dropout)
     bases = {n: model.get_submodule(n) for n in plan}
     shapes = [_features(b, isinstance(b, Conv1D)) for b in bases.values()]
     max_in, max_out = (max(s[j] for s in shapes) for j in (0, 1))
@@ -166,11 +167,7 @@ def apply_vera(
             fan_in_fan_out=isinstance(base, Conv1D), autocast_adapter_dtype=autocast_adapter_dtype,
         )  # fmt: skip
         set_submodule(model, name, new)
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
-    if modules_to_save is None and model_type not in ARCHITECTURES:
-        modules_to_save = GENERIC_HEAD
-    mark_trainable(model, bias=bias, modules_to_save=modules_to_save, extra=(VERA_PARAM_KEY,))
-    return model
+    return freeze_base(model, bias, modules_to_save, trainable=(VERA_PARAM_KEY,))
 
 
 @register_method
@@ -219,6 +216,5 @@ class VeraConfig(MethodConfig):
             bias=self.bias,
             modules_to_save=self.modules_to_save,
             layers=self.layers,
-            # the field comes from MethodConfig where present (peft's default: True)
-            autocast_adapter_dtype=getattr(self, "autocast_adapter_dtype", True),
+            autocast_adapter_dtype=self.autocast_adapter_dtype,
         )

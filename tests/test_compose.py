@@ -13,6 +13,7 @@ from lora import (
     PrefixEmbedConfig,
     count_parameters,
     load_adapter,
+    lora_layers,
     make_method,
     max_input_length,
     save_adapter,
@@ -195,3 +196,18 @@ def test_method_yaml_is_table_15(option, prefix):
     per_layer_lora = 2 * 2 * 8 * D  # A (8×d) and B (d×8) on W_q and W_v
     prefix_count = 12 * D * (L if prefix == "prefix_layer" else 1)
     assert count_parameters(model).method == L * per_layer_lora + prefix_count
+
+
+def test_failed_part_leaves_model_untouched():
+    """A part that rejects the model (prefixes on DeBERTa-v2) fails before any part applies."""
+    from tests.test_baselines import tiny_deberta
+
+    model = tiny_deberta()
+    before = {n: (p.detach().clone(), p.requires_grad) for n, p in model.named_parameters()}
+    with pytest.raises(ValueError, match="prefix_embed is not supported on deberta-v2"):
+        make_method("lora+prefix_embed").apply(model)
+    assert not lora_layers(model)
+    after = {n: (p.detach().clone(), p.requires_grad) for n, p in model.named_parameters()}
+    assert after.keys() == before.keys()
+    for name, (value, requires_grad) in before.items():
+        assert torch.equal(after[name][0], value) and after[name][1] == requires_grad, name

@@ -18,7 +18,7 @@ from transformers import (
     RobertaForSequenceClassification,
 )
 
-from lora import LoraConfig, load_adapter, lora_layers, save_adapter
+from lora import LoraConfig, load_adapter, lora_layers, make_method, save_adapter
 from lora.checkpoint import CONFIG_NAME
 from tests.conftest import randomize_lora, tiny_bert, tiny_gpt2
 
@@ -148,6 +148,9 @@ def test_peft_format_needs_lora(tmp_path):
         save_adapter(tiny_bert(), tmp_path, LoraConfig(), format="peft")
     with pytest.raises(ValueError, match="format must be one of native, peft"):
         save_adapter(tiny_bert(), tmp_path, LoraConfig(), format="onnx")
+    vera = make_method("vera", r=4)
+    with pytest.raises(ValueError, match="LoRA layers only.*VeraLinear"):
+        save_adapter(vera.apply(tiny_bert()), tmp_path, vera, format="peft")
 
 
 @pytest.mark.parametrize(

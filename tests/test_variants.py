@@ -187,6 +187,31 @@ def test_dora_rejected_on_fused_slices():
         apply_lora(tiny_gpt2(), ["q", "v"], r=4, lora_alpha=8, use_dora=True)
 
 
+def _snapshot(model: torch.nn.Module) -> dict[str, tuple[torch.Tensor, bool]]:
+    return {n: (p.detach().clone(), p.requires_grad) for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize(
+    "build, targets, settings, match",
+    [
+        (tiny_gpt2, ["o", "q", "v"], {"use_dora": True}, "use_dora"),  # fused c_attn
+        (tiny_llama, ["q", "v"], {"init": "pissa", "r": 20}, "r=20"),  # GQA v_proj is 16 wide
+        (tiny_bert, ["q", "v"], {"lora_dropout": 1.0}, "lora_dropout"),
+    ],
+)
+def test_failed_apply_leaves_model_untouched(build, targets, settings, match):
+    """A setting that one of the target layers rejects fails before any module changes."""
+    model = build()
+    before = _snapshot(model)
+    with pytest.raises(ValueError, match=match):
+        apply_lora(model, targets, **{"r": 4, "lora_alpha": 8, **settings})
+    assert not lora_layers(model)
+    after = _snapshot(model)
+    assert after.keys() == before.keys()
+    for name, (value, requires_grad) in before.items():
+        assert torch.equal(after[name][0], value) and after[name][1] == requires_grad, name
+
+
 def test_dora_gradients_and_detached_norm(ids):
     """m, A and B get gradients; the weight norm is a constant (DoRA §4.3)."""
     model = apply_lora(tiny_bert(), ["q", "v"], r=4, lora_alpha=8, use_dora=True)
