@@ -71,7 +71,11 @@ e2e-demo: install ## E2E NLG (Table 3's task): FT vs LoRA, MiniLM-L6 decoder (~3
 	$(PY) -m experiments.train experiment=e2e_demo $(ARGS)
 	$(PY) -m experiments.tables --experiment e2e_demo
 
+analysis: install ## Paper §7: Table 7, Figures 3-4 from 4 saved LoRA adapters (MiniLM, SST-2; ~25 min, 2 CPU cores)
+	$(PY) -m experiments.train experiment=analysis_minilm $(ARGS)
+	$(PY) -m experiments.analysis
+
 clean: ## Remove Trainer scratch space and Hydra logs (records are kept)
 	rm -rf outputs multirun .pytest_cache .ruff_cache
 
-.PHONY: help install demo test test-slow test-gpu lint format sweep tables table2 params latency bench e2e-demo clean
+.PHONY: help install demo test test-slow test-gpu lint format sweep tables table2 params latency bench e2e-demo analysis clean

@@ -1,35 +1,85 @@
 """Registry of task families: the tasks each knows, its runner, and the files it reads.
 
 The entry points read it; task families never import each other, only ``experiments.core``.
+:data:`TASK_NAMES` is light (no torch, transformers or datasets), so settings are checked
+before anything heavy loads; :data:`FAMILIES` imports the families' runners on first use
+(``tests/test_config.py`` checks that both agree).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from experiments.core.runner import Family
-from experiments.e2e import data as e2e_data
-from experiments.e2e.task import TASKS as E2E_TASKS
-from experiments.e2e.task import run_e2e
-from experiments.glue import data as glue_data
-from experiments.glue.task import run_glue
+if TYPE_CHECKING:
+    from experiments.core.runner import Family
 
-FAMILIES: dict[str, Family] = {
-    "glue": Family(
-        tasks=glue_data.TASKS,
-        run=run_glue,
-        data_files=lambda cfg: glue_data.data_files(cfg.task.name, cfg.data.dir),
-        hub_dataset=glue_data.HUB_DATASET,
-    ),
-    "e2e": Family(
-        tasks=E2E_TASKS,
-        run=run_e2e,
-        data_files=lambda cfg: e2e_data.data_files(cfg.data.dir),
-        hub_dataset=e2e_data.HUB_DATASET,
-    ),
+#: family -> its task names, in the order error messages list them
+TASK_NAMES: dict[str, tuple[str, ...]] = {
+    "glue": ("mnli", "sst2", "mrpc", "cola", "qnli", "qqp", "rte", "stsb"),
+    "e2e": ("e2e",),
+    "webnlg": ("webnlg",),
+    "dart": ("dart",),
 }
 
 
+def all_task_names() -> list[str]:
+    """Every task name, over every family (light)."""
+    return [name for names in TASK_NAMES.values() for name in names]
+
+
+def _families() -> dict[str, Family]:
+    from experiments.core.runner import Family
+    from experiments.e2e import data as e2e_data
+    from experiments.e2e.task import TASKS as E2E_TASKS
+    from experiments.e2e.task import run_e2e
+    from experiments.glue import data as glue_data
+    from experiments.glue.task import run_glue
+    from experiments.webnlg import dart as dart_data
+    from experiments.webnlg import data as webnlg_data
+    from experiments.webnlg.task import run_webnlg
+
+    return {
+        "glue": Family(
+            tasks=glue_data.TASKS,
+            run=run_glue,
+            data_files=lambda cfg: glue_data.data_files(cfg.task.name, cfg.data.dir),
+            hub_dataset=glue_data.HUB_DATASET,
+        ),
+        "e2e": Family(
+            tasks=E2E_TASKS,
+            run=run_e2e,
+            data_files=lambda cfg: e2e_data.data_files(cfg.data.dir),
+            hub_dataset=e2e_data.HUB_DATASET,
+        ),
+        # WebNLG and DART share one runner (experiments/webnlg/task.py)
+        "webnlg": Family(
+            tasks={"webnlg": "WebNLG 2017 challenge"},
+            run=run_webnlg,
+            data_files=lambda cfg: webnlg_data.data_files(cfg.data.dir),
+            hub_dataset=webnlg_data.HUB_DATASET,
+        ),
+        "dart": Family(
+            tasks={"dart": "DART v1.1.1"},
+            run=run_webnlg,
+            data_files=lambda cfg: dart_data.data_files(cfg.data.dir),
+            hub_dataset=dart_data.HUB_DATASET,
+        ),
+    }
+
+
+_cache: dict[str, Any] = {}
+
+
+def __getattr__(name: str) -> Any:
+    # ``from experiments.tasks import FAMILIES`` imports the runners only then
+    if name == "FAMILIES":
+        if "FAMILIES" not in _cache:
+            _cache["FAMILIES"] = _families()
+        return _cache["FAMILIES"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def known_tasks() -> dict[str, Any]:
-    """Task name -> task spec, over every family."""
-    return {name: spec for f in FAMILIES.values() for name, spec in f.tasks.items()}
+    """Task name -> task spec, over every family (imports the families)."""
+    families = __getattr__("FAMILIES")
+    return {name: spec for f in families.values() for name, spec in f.tasks.items()}

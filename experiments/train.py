@@ -5,12 +5,17 @@
     python -m experiments.train -m method.r=1,2,4,8 seed=1,2,3
 
 A point whose record already exists is skipped, so a killed sweep resumes where it
-stopped; a failing point writes a ``.failed.json`` record and the sweep goes on.
+stopped; a failing point writes a ``.failed.json`` record and the sweep goes on, then
+ends with a summary and a non-zero exit. A bad setting stops with one line
+(``error: ...``) within seconds: the settings are checked before torch, transformers
+or datasets are imported. ``verbose=true`` (or ``HYDRA_FULL_ERROR=1``) adds tracebacks.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 import sys
 import traceback
 from typing import Any
@@ -20,10 +25,17 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from experiments.core import runner
-from experiments.core.records import build_record, record_path, run_id, write_atomic
-from experiments.core.schema import ConfigError, register_configs
-from experiments.tasks import FAMILIES
+from experiments.core import distributed, runner
+from experiments.core.data import DataError
+from experiments.core.schema import (
+    ConfigError,
+    check_inputs,
+    check_settings,
+    register_configs,
+    unknown_key_message,
+    validate,
+)
+from experiments.tasks import TASK_NAMES, all_task_names
 
 log = logging.getLogger("experiments.train")
 
@@ -32,30 +44,87 @@ register_configs()
 
 def run(cfg: DictConfig) -> dict[str, Any] | None:
     """One point with every known task family (see :func:`experiments.core.runner.run`)."""
+    check_settings(cfg, all_task_names(), TASK_NAMES)
+    from experiments.tasks import FAMILIES  # torch, transformers: after the checks
+
     return runner.run(cfg, FAMILIES)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> None:
-    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+def run_point(cfg: DictConfig) -> runner.Outcome:
+    """Check the settings (light), then run the point; a bad setting is an outcome too."""
     try:
-        run(cfg)
-    except ConfigError as err:
-        if not multirun:
-            sys.exit(f"error: {err}")
-        log.error("%s", err)
-    except Exception as err:  # one failed point must not stop the sweep
-        rid = run_id(cfg)
-        write_atomic(
-            record_path(cfg, rid, failed=True),
-            build_record(
-                cfg, rid, "failed", None, error=repr(err), traceback=traceback.format_exc()
-            ),
-        )
-        log.exception("run %s failed; wrote %s", rid, record_path(cfg, rid, failed=True))
-        if not multirun:
+        check_settings(cfg, all_task_names(), TASK_NAMES)  # light: no torch
+        check_inputs(cfg)
+        validate(cfg, all_task_names())  # the method's fields, through lora (torch)
+        from experiments.tasks import FAMILIES  # transformers, datasets: after the checks
+
+        return runner.run_point(cfg, FAMILIES)
+    except (ConfigError, DataError) as err:
+        if cfg.get("verbose"):
+            traceback.print_exc()
+        return runner.Outcome("config_error", reason=str(err), error=err)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> str:
+    outcome = run_point(cfg)
+    if outcome.status == "failed" and cfg.get("verbose") and outcome.error is not None:
+        err = outcome.error
+        traceback.print_exception(type(err), err, err.__traceback__)
+    if HydraConfig.get().mode == RunMode.MULTIRUN:  # the sweep summary reports it
+        if distributed.is_main():
+            job = HydraConfig.get()
+            runner.write_outcome(job.runtime.output_dir, outcome, list(job.overrides.task))
+        if outcome.status == "config_error":
+            log.error("error: %s", outcome.reason)
+        return outcome.status
+    if outcome.status == "config_error":
+        sys.exit(f"error: {outcome.reason}")
+    if outcome.status == "failed":
+        sys.exit(f"error: {outcome.line()}")
+    return outcome.status
+
+
+def hydra_error_line(err: BaseException) -> str:
+    """One line for an error Hydra raised while composing the config."""
+    from hydra.errors import MissingConfigException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+    cause = err.__cause__
+    if isinstance(err, MissingConfigException) and err.options:
+        found = re.search(r"Could not find '([^']+)/([^'/]+)'", str(err))
+        if found:
+            group, value = found.groups()
+            return (f"invalid setting {group}: {value!r} is not an option; allowed: "
+                    f"{', '.join(sorted(err.options))}")  # fmt: skip
+    unknown = isinstance(cause, (ConfigKeyError, ConfigAttributeError))
+    if unknown and getattr(cause, "full_key", None):
+        return unknown_key_message(str(cause.full_key))
+    if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
+        first = str(cause).strip().splitlines()[0]
+        return f"invalid setting {cause.full_key}: {first}"
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    return " ".join(lines[:2]) if lines else type(err).__name__
+
+
+def cli() -> None:
+    """``python -m experiments.train``: one line and exit 1 for any error."""
+    sys.argv += distributed.replica_overrides()  # torchrun ranks > 0: no run folder files
+    verbose = os.environ.get("HYDRA_FULL_ERROR") == "1" or any(
+        a.lstrip("+") in ("verbose=true", "verbose=True") for a in sys.argv[1:]
+    )
+    # Hydra re-raises its compose errors to us instead of printing several lines
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        main()
+    except Exception as err:
+        if verbose:
             raise
+        sys.exit(f"error: {hydra_error_line(err)}")
+    if runner.LAST_SWEEP_FAILURES and runner.LAST_SWEEP_FAILURES[-1]:
+        sys.exit(f"error: {runner.LAST_SWEEP_FAILURES[-1]} sweep point(s) failed or had a bad "
+                 "setting; see the summary above")  # fmt: skip
 
 
 if __name__ == "__main__":
-    main()
+    cli()

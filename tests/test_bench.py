@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from hydra.core.global_hydra import GlobalHydra
 from experiments.core.schema import ConfigError
 from experiments.perf import bench
 from experiments.perf.timing import load_arch
+from experiments.report.tables import write_tables
 from tests.conftest import ROOT
 
 TINY = (
@@ -129,6 +131,17 @@ def test_run_writes_tables_csv_and_record(tmp_path):
     saved = json.loads(next(p for p in paths if p.suffix == ".json").read_text())
     assert saved["experiment"] == "bench" and saved["status"] == "ok"
     assert saved["peft"]["forward_merged"]["stats"].keys() == {"base", "ours", "peft"}
+
+
+def test_make_tables_rebuilds_the_jobs_tables_from_its_record(tmp_path):
+    cfg = compose_bench([*SMALL, "sections=[checkpoint,train]", f"results_dir={tmp_path}"])
+    _, paths = bench.run(cfg, timer=fake_timer)
+    made = {p.name: p.read_bytes() for p in paths if p.parent.name == "tables"}
+    assert set(made) == {"efficiency.md", "efficiency.csv"}
+    assert "| gpt2-medium | FT |" in made["efficiency.md"].decode()  # the paper's label
+    shutil.rmtree(tmp_path / "tables")
+    write_tables(tmp_path)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "tables").iterdir()} == made
 
 
 @pytest.mark.gpu

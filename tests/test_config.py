@@ -77,10 +77,13 @@ def test_method_learning_rates_differ():
     ("override", "message"),
     [
         ("method.r=0", "invalid setting method: r must be an integer >= 1; got 0"),
+        ("+foo=1", "unknown setting 'foo' (top-level settings are: model, task,"),
         (
-            "method.targets=[q,x]",
-            "unknown LoRA target 'x'; valid names: q, k, v, o, ffn_in, ffn_out",
+            "+trainer.learning_rate=-1",
+            "unknown setting 'trainer.learning_rate' (trainer has: use_cpu, precision,",
         ),
+        ("+train.lrr=1", "unknown setting 'train.lrr'; did you mean train.lr?"),
+        ("train.weight_decay=nan", "invalid setting train.weight_decay: must be a finite number"),
         ("task.name=boolq", "invalid setting task.name: 'boolq' is not a known task; known: mnli"),
         (
             "trainer.precision=fp8",
@@ -124,3 +127,45 @@ def test_cli_prints_one_line_error(tmp_path):
         "error: invalid setting method: r must be an integer >= 1; got 0"
     )
     assert not list(Path(tmp_path).rglob("*.json"))
+
+
+def test_light_task_names_match_the_families():
+    from experiments.tasks import FAMILIES, TASK_NAMES
+
+    assert {f: tuple(fam.tasks) for f, fam in FAMILIES.items()} == TASK_NAMES
+
+
+def test_settings_are_checked_without_torch():
+    """Config errors come within seconds: the entry point and its checks import no torch,
+    transformers or datasets (the method check, through lora, comes after them)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from hydra import compose, initialize_config_dir\n"
+        "from experiments.train import check_settings, check_inputs, TASK_NAMES, all_task_names\n"
+        f"with initialize_config_dir(version_base='1.3', config_dir={str(CONF)!r}):\n"
+        "    cfg = compose('config', overrides=['task=rte', 'data.dir=null'])\n"
+        "check_settings(cfg, all_task_names(), TASK_NAMES)\n"
+        "check_inputs(cfg)\n"
+        "heavy = [m for m in ('torch', 'transformers', 'datasets', 'lora') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
+
+
+def test_hub_model_offline_is_a_one_line_input_error(tmp_path, monkeypatch):
+    from experiments.core.schema import check_inputs
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache
+    cfg = compose_cfg(["model=roberta-base"])
+    validate(cfg, known_tasks())  # counting parameters needs no weights
+    with pytest.raises(ConfigError, match="HF_HUB_OFFLINE=0.*model.pretrained=/path/to/folder"):
+        check_inputs(cfg)
+    with pytest.raises(ConfigError, match="model.pretrained: folder /nope/model does not exist"):
+        check_inputs(compose_cfg(["model.source=hub", "model.pretrained=/nope/model"]))

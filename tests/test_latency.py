@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from hydra.core.global_hydra import GlobalHydra
 from experiments.core.schema import ConfigError
 from experiments.perf import latency
 from experiments.perf.timing import Stats, interleave, paired_ratio, time_call
+from experiments.report.tables import write_tables
 from lora import count_parameters, lora_layers, make_method
 from tests.conftest import ROOT, tiny_gpt2
 
@@ -221,6 +223,15 @@ def test_run_writes_table_csv_plot_and_record(tmp_path):
     assert saved["hardware"]["torch"] == torch.__version__ and saved["provenance"]["packages"]
     if pytest.importorskip("matplotlib"):
         assert (tmp_path / "tables" / "table1_latency.png").stat().st_size > 0
+
+
+def test_make_tables_rebuilds_the_jobs_tables_from_its_record(tmp_path):
+    _, paths = _run_tiny(tmp_path)
+    made = {p.name: p.read_bytes() for p in paths if p.parent.name == "tables"}
+    assert {"table1_latency.md", "table1_latency.csv"} <= set(made)
+    shutil.rmtree(tmp_path / "tables")
+    write_tables(tmp_path)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "tables").iterdir()} == made
 
 
 def test_figure5_preset_runs_on_a_tiny_grid(tmp_path):

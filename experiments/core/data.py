@@ -1,15 +1,46 @@
-"""Data pieces every task family shares: where the data lives and how it is subsampled."""
+"""Data pieces every task family shares: where the data lives, how its files are read
+and checked, and how it is subsampled."""
 
 from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 from omegaconf import DictConfig
 
 T = TypeVar("T")
+
+
+class DataError(ValueError):
+    """A local data file is malformed.
+
+    The message is one line that names the file (and line) and what was expected; the
+    entry point prints it as ``error: <message>``.
+    """
+
+
+def text_lines(path: str | os.PathLike) -> Iterator[str]:
+    """The lines of a UTF-8 text file, line ends kept, a leading BOM dropped.
+
+    Reads in binary and decodes line by line, so a bad byte is reported with its line
+    (a UTF-8 multi-byte character never contains the ``\\n`` byte).
+
+    Raises:
+        DataError: ``<path>:<line>: not UTF-8 ...``.
+    """
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(
+                    f"{path}:{number}: not UTF-8 (byte 0x{raw[err.start]:02x} at column "
+                    f"{err.start + 1}); re-save the file as UTF-8"
+                ) from None
+            yield line.removeprefix("\ufeff") if number == 1 else line
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:

@@ -1,32 +1,45 @@
-"""Result records: one JSON file per run, written atomically, with provenance.
+"""Result records: one strict-JSON file per run, written atomically, with provenance.
 
 Layout: ``<results_dir>/runs/<experiment_name>/<run_id>.json``. The run id is a
-readable tag plus a hash of every setting that changes the result, so re-running a
-sweep finds the records it already has and skips those points (resume). A failed
-run writes ``<run_id>.failed.json`` instead, which never blocks a retry.
+readable tag plus a hash of every setting that can change the result, including the
+trainer (precision, device) and a fingerprint of the data files' contents, so re-running
+a sweep finds the records it already has and skips those points (resume). A failed run
+writes ``<run_id>.failed.json`` (``status: failed``, a one-line ``reason``, the ``step``
+when known) instead, which never blocks a retry. Records carry ``code_version``, a hash
+of the code that can change results; :func:`is_stale` compares it with the current tree.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import math
 import os
 import platform
 import subprocess
 import sys
 import tempfile
+import traceback
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-SCHEMA_VERSION = 1
+from experiments.core import distributed
+from experiments.core.schema import nonfinite_path
+
+SCHEMA_VERSION = 2  # 2: strict JSON, trainer and data contents in the id, code_version
 PACKAGES = ("torch", "transformers", "datasets", "accelerate", "hydra-core", "peft", "lora-repro")
-# Settings that do not change a run's result, left out of its identity.
-_NOT_IDENTITY = ("paths", "logger", "trainer", "notes", "hparams")
+# Settings that provably do not change a run's result, left out of its identity. The
+# chosen hparams row reaches method/train through interpolation, so the table can go.
+_RUN_CONTROL = ("rerun_stale", "verbose")
+_NOT_IDENTITY = ("paths", "logger", "notes", "hparams", *_RUN_CONTROL)
+#: tracked paths whose code can change a result (code_version)
+CODE_PATHS = ("lora", "experiments", "conf", "pyproject.toml")
+REPO = Path(__file__).resolve().parents[2]
 
 
 def method_tag(method: dict[str, Any]) -> str:
@@ -39,13 +52,66 @@ def method_tag(method: dict[str, Any]) -> str:
     return str(name)
 
 
-def run_id(cfg: DictConfig) -> str:
-    """Deterministic id of a run: ``<model>-<task>-<method>-s<seed>-<hash8>``."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    identity = {k: v for k, v in resolved.items() if k not in _NOT_IDENTITY}
-    identity["data"] = {k: v for k, v in identity.get("data", {}).items() if k != "dir"}
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
-    tag = method_tag(resolved["method"])
+# (resolved path, size, mtime_ns) -> sha256 of the contents: a sweep hashes each file once
+_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a file's contents, cached per (path, size, mtime) in this process."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = (str(p), st.st_size, st.st_mtime_ns)
+    if key not in _FILE_DIGESTS:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _FILE_DIGESTS[key] = h.hexdigest()
+    return _FILE_DIGESTS[key]
+
+
+def data_fingerprint(files: list[Path], hub_dataset: str) -> str:
+    """``sha256:<hex>`` over the files' names and contents; ``hub:<id>`` when ``[]``."""
+    if not files:
+        return f"hub:{hub_dataset}"
+    h = hashlib.sha256()
+    for path in files:  # names too: train and dev swapped is another run
+        h.update(f"{Path(path).name}\0{file_digest(path)}\n".encode())
+    return f"sha256:{h.hexdigest()}"
+
+
+def run_data_fingerprint(cfg: DictConfig) -> str:
+    """Fingerprint of the data a run of ``cfg`` reads (the task family lists the files)."""
+    from experiments.tasks import FAMILIES  # imports the families: after validation
+
+    family = FAMILIES[cfg.task.family]
+    return data_fingerprint(family.data_files(cfg), family.hub_dataset)
+
+
+def identity(cfg: DictConfig, fingerprint: str | None = None) -> dict[str, Any]:
+    """The settings a run id hashes: the resolved config minus :data:`_NOT_IDENTITY`,
+    with ``data.dir`` replaced by the data's fingerprint."""
+    resolved = {k: OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v
+                for k, v in cfg.items() if k not in _NOT_IDENTITY}  # fmt: skip
+    data = {k: v for k, v in resolved.get("data", {}).items() if k != "dir"}
+    data["fingerprint"] = fingerprint if fingerprint is not None else run_data_fingerprint(cfg)
+    resolved["data"] = data
+    return resolved
+
+
+def run_id(cfg: DictConfig, fingerprint: str | None = None) -> str:
+    """Deterministic id of a run: ``<model>-<task>-<method>-s<seed>-<hash8>``.
+
+    Args:
+        cfg: the composed run config.
+        fingerprint: the data's fingerprint; by default computed from the files.
+
+    Raises:
+        FileNotFoundError: a local data file is missing.
+    """
+    ident = identity(cfg, fingerprint)
+    digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:8]
+    tag = method_tag(ident["method"])
     return f"{cfg.model.name}-{cfg.task.name}-{tag}-s{cfg.seed}-{digest}"
 
 
@@ -54,13 +120,24 @@ def record_path(cfg: DictConfig, rid: str, failed: bool = False) -> Path:
     return Path(cfg.paths.results_dir) / "runs" / cfg.experiment_name / f"{rid}{suffix}"
 
 
+class NonFiniteRecordError(ValueError):
+    """A record holds NaN or infinity; records are strict JSON."""
+
+
 def write_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Write JSON to a temporary file in the same folder, then rename over ``path``."""
+    """Write strict JSON to a temporary file in the same folder, then rename over ``path``.
+
+    Raises:
+        NonFiniteRecordError: ``payload`` holds a NaN or infinity (nothing is written).
+    """
+    bad = nonfinite_path(payload)
+    if bad is not None:
+        raise NonFiniteRecordError(f"{bad} is not finite; records never hold NaN or infinity")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2, sort_keys=True, default=str)
+            json.dump(payload, f, indent=2, sort_keys=True, default=str, allow_nan=False)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -69,28 +146,65 @@ def write_atomic(path: Path, payload: dict[str, Any]) -> None:
         raise
 
 
-def _git(*args: str) -> str | None:
+def _git(*args: str, strip: bool = True) -> str | None:
     try:
         out = subprocess.run(
-            ["git", *args], capture_output=True, text=True, timeout=10, check=True
+            ["git", *args], capture_output=True, text=True, timeout=30, check=True, cwd=REPO
         ).stdout
-        return out.strip()
+        return out.strip() if strip else out
     except (OSError, subprocess.SubprocessError):
         return None
 
 
+@functools.lru_cache(maxsize=1)
+def _code_state() -> tuple[str | None, str | None, bool | None]:
+    """(commit, code_version, dirty) of the tree this process runs, once per process."""
+    blobs = _git("ls-files", "-s", "--", *CODE_PATHS, strip=False)
+    if not blobs:  # not a git checkout (installed package): unknown
+        return None, None, None
+    h = hashlib.sha256(blobs.encode())
+    diff = _git("diff", "HEAD", "--no-ext-diff", "--binary", "--", *CODE_PATHS, strip=False)
+    untracked = (_git("ls-files", "-o", "--exclude-standard", "--", *CODE_PATHS) or "").split()
+    h.update((diff or "").encode())
+    for name in sorted(untracked):  # new modules change results as much as edited ones
+        try:
+            h.update(f"\0{name}\0".encode() + (REPO / name).read_bytes())
+        except OSError:
+            continue
+    dirty = bool(diff) or bool(untracked)
+    return _git("rev-parse", "HEAD"), h.hexdigest()[:16], dirty
+
+
+def code_version() -> str | None:
+    """Hash of the code that can change results (:data:`CODE_PATHS`: blob ids, plus the
+    diff and untracked files when dirty); None outside a git checkout."""
+    return _code_state()[1]
+
+
+def is_stale(record: dict[str, Any]) -> bool:
+    """True when ``record`` was made by other code than the current tree (or by unknown
+    code); False when the current code version is unknown."""
+    current = code_version()
+    if current is None:
+        return False
+    return (record.get("provenance") or {}).get("code_version") != current
+
+
 def provenance() -> dict[str, Any]:
-    """Git commit, package versions, hardware and command line of this process."""
+    """Git commit, code version, package versions, hardware and command line."""
+    import torch  # loaded by then: provenance is written after a run
+
     versions = {}
     for pkg in PACKAGES:
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = None
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    commit, version, dirty = _code_state()
     return {
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": bool(status) if status is not None else None,
+        "git_commit": commit,
+        "git_dirty": dirty,  # of CODE_PATHS: uncommitted or untracked code
+        "code_version": version,
         "packages": versions,
         "python": platform.python_version(),
         "hardware": {
@@ -101,6 +215,8 @@ def provenance() -> dict[str, Any]:
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         },
         "command": sys.argv,
+        "world_size": distributed.world_size(),  # processes that trained this run
+        "distributed_type": distributed.accelerate_type(),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -110,6 +226,8 @@ def build_record(
 ) -> dict[str, Any]:
     """Assemble the record: identity, status, results, resolved config, provenance."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    for key in _RUN_CONTROL:  # how it was run, not what: would split table rows
+        resolved.pop(key, None)
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": rid,
@@ -124,6 +242,34 @@ def build_record(
         "config": resolved,
         "provenance": provenance(),
     }
+
+
+def one_line(err: BaseException) -> str:
+    """``<Type>: <first line of the message>`` (the Type dropped for plain messages)."""
+    text = (getattr(err, "reason", None) or str(err)).strip().splitlines()
+    first = text[0] if text else ""
+    name = type(err).__name__
+    return first if name in ("NonFiniteError", "ConfigError") and first else f"{name}: {first}"
+
+
+def _jsonable(value: Any) -> Any:
+    """Non-finite floats as strings: a failure record must always be writable."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def failure_record(cfg: DictConfig, rid: str, err: BaseException) -> dict[str, Any]:
+    """The ``.failed.json`` record of a run that raised ``err``: never status ok."""
+    step = getattr(err, "step", None)
+    tb = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    record = build_record(cfg, rid, "failed", None, reason=one_line(err),
+                          step=step if isinstance(step, int) else None, traceback=tb)  # fmt: skip
+    return _jsonable(record)
 
 
 def load_records(results_dir: str | os.PathLike, experiment: str | None = None) -> list[dict]:

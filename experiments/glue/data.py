@@ -12,14 +12,14 @@ label ids follow the Hub schema, so the rest of the harness sees one format.
 
 from __future__ import annotations
 
-import csv
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict
 
-from experiments.core.data import resolve_data_dir
+from experiments.core.data import DataError, resolve_data_dir, text_lines
 
 HUB_DATASET = "nyu-mll/glue"
 NLI_LABELS = {"entailment": 0, "not_entailment": 1}
@@ -39,6 +39,8 @@ class GlueTask:
         eval_splits: eval name -> (local file, Hub split). The first is the main one.
         columns: local column -> Hub column (header names; ints for header-less CoLA).
         label_map: string labels of the local files -> Hub ids.
+        has_header: the local files start with a header row (all but CoLA).
+        num_fields: fields per row of a header-less file (CoLA: source, label, mark, text).
     """
 
     name: str
@@ -53,10 +55,18 @@ class GlueTask:
     columns: dict[str | int, str] = field(default_factory=dict)
     label_map: dict[str, int] | None = None
     has_header: bool = True
+    num_fields: int | None = None
 
     @property
     def is_regression(self) -> bool:
         return self.num_labels == 1
+
+    @property
+    def labels(self) -> dict[str, int]:
+        """Label strings of the local files -> Hub ids (``{}`` for the regression)."""
+        if self.is_regression:
+            return {}
+        return self.label_map or {str(i): i for i in range(self.num_labels)}
 
 
 TASKS: dict[str, GlueTask] = {
@@ -81,7 +91,7 @@ TASKS: dict[str, GlueTask] = {
         ),
         GlueTask(
             "cola", "CoLA", "CoLA", ("sentence",), 2, "matthews_correlation",
-            columns={3: "sentence", 1: "label"}, has_header=False,
+            columns={3: "sentence", 1: "label"}, has_header=False, num_fields=4,
         ),
         GlueTask(
             "qnli", "QNLI", "QNLI", ("question", "sentence"), 2, "accuracy",
@@ -127,31 +137,84 @@ def _local_path(root: Path, task: GlueTask, filename: str) -> Path:
     )
 
 
+#: STS-B similarity scores lie in [0, 5] (Cer et al. 2017).
+STSB_RANGE = (0.0, 5.0)
+
+
 def read_tsv(path: Path, task: GlueTask) -> Dataset:
-    """Parse one GLUE TSV into a Dataset with the Hub's columns and label ids."""
+    """Parse one GLUE TSV into a Dataset with the Hub's columns and label ids.
+
+    Checks as it reads: UTF-8, a header with the task's columns, every row with as many
+    fields as the header, labels in the task's set (STS-B: a number in [0, 5]). Blank
+    lines at the end of the file are allowed.
+
+    Raises:
+        DataError: one line, ``<path>:<line>: <problem>; <what was expected>``.
+    """
     columns: dict[str, list] = {hub: [] for hub in task.columns.values()}
-    # utf-8-sig drops MRPC's BOM; QUOTE_NONE because GLUE text contains bare quotes.
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        rows = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(rows) if task.has_header else None
-        index = {c: (header.index(c) if header else c) for c in task.columns}
-        for row in rows:
-            if not row or len(row) <= max(index.values()):
-                continue
-            for col, hub in task.columns.items():
-                value = row[index[col]]
-                if hub == "label":
-                    value = _label(value, task)
-                columns[hub].append(value)
+    lines = enumerate(text_lines(path), 1)  # BOM (MRPC) dropped
+    if task.has_header:
+        first = next(lines, None)
+        expected = ", ".join(str(c) for c in task.columns)
+        if first is None:
+            raise DataError(f"{path}: empty file, expected a header with columns {expected}")
+        header = _fields(first[1])
+        missing = [c for c in task.columns if c not in header]
+        if missing:
+            raise DataError(
+                f"{path}:1: header lacks column {missing[0]!r} ({task.display} needs "
+                f"{expected}); header found: {', '.join(header)}"
+            )
+        index = {c: header.index(c) for c in task.columns}
+        width = len(header)
+    else:  # header-less (CoLA): the columns are field positions
+        index = {c: int(c) for c in task.columns}
+        width = task.num_fields or max(index.values()) + 1
+    blank = None  # first blank line of a run; fine only at the end of the file
+    for number, line in lines:
+        if not line.strip("\r\n"):
+            blank = blank or number
+            continue
+        if blank is not None:
+            raise DataError(f"{path}:{blank}: blank line inside the data; remove it")
+        row = _fields(line)
+        if len(row) != width:
+            what = "header's" if task.has_header else f"{task.display} format's"
+            raise DataError(
+                f"{path}:{number}: {len(row)} tab-separated fields, expected the {what} "
+                f"{width}; the row is cut short or has a stray tab"
+            )
+        for col, hub in task.columns.items():
+            value = row[index[col]]
+            columns[hub].append(_label(value, task, path, number) if hub == "label" else value)
+    if not columns["label"]:
+        if task.has_header:
+            raise DataError(f"{path}: no data rows after the header")
+        raise DataError(f"{path}: empty file, expected rows of {width} tab-separated fields")
     return Dataset.from_dict(columns)
 
 
-def _label(value: str, task: GlueTask) -> int | float:
+def _fields(line: str) -> list[str]:
+    # GLUE text holds bare quotes, so no CSV quoting: one line is one row.
+    return line.rstrip("\r\n").split("\t")
+
+
+def _label(value: str, task: GlueTask, path: Path, line: int) -> int | float:
     if task.is_regression:
-        return float(value)
-    if task.label_map is not None and value in task.label_map:
-        return task.label_map[value]
-    return int(value)
+        low, high = STSB_RANGE
+        try:
+            score = float(value)
+        except ValueError:
+            score = math.nan
+        if not low <= score <= high:  # NaN fails too
+            raise DataError(
+                f"{path}:{line}: label {value!r} is not a number in [{low:g}, {high:g}]"
+            )
+        return score
+    labels = task.labels
+    if value not in labels:
+        raise DataError(f"{path}:{line}: label {value!r} not in {{{', '.join(labels)}}}")
+    return labels[value]
 
 
 def data_files(task_name: str, data_dir: str | os.PathLike | None = None) -> list[Path]:

@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig
-from transformers import DataCollatorWithPadding, EvalPrediction, Trainer, set_seed
+from transformers import DataCollatorWithPadding, EvalPrediction, set_seed
 
 from experiments.core.data import resolve_data_dir, subsample, usable_length
+from experiments.core.fit import fit
 from experiments.core.models import load_model, load_tokenizer
-from experiments.core.training import (
-    epoch_history,
-    peak_memory,
-    reset_peak_memory,
-    training_arguments,
-)
+from experiments.core.training import training_arguments
 from experiments.glue.data import get_task, load_glue
 from experiments.glue.metrics import glue_metrics
 from lora.arch import arch_spec
 from lora.checkpoint import load_adapter_weights, save_adapter
 from lora.methods import MethodConfig
-from lora.params import count_parameters
 
 
 def run_glue(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[str, Any]:
@@ -59,29 +53,26 @@ def run_glue(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[st
     def compute_metrics(p: EvalPrediction) -> dict[str, float]:
         logits = p.predictions[0] if isinstance(p.predictions, tuple) else p.predictions
         preds = logits.squeeze(-1) if task.is_regression else np.argmax(logits, axis=-1)
-        return glue_metrics(task.name, preds, p.label_ids)
+        # n_predictions: what the distributed sampler's padding must not inflate
+        return {**glue_metrics(task.name, preds, p.label_ids), "n_predictions": len(preds)}
 
     main_split = next(iter(task.eval_splits))
-    args = training_arguments(cfg, output_dir, train_sampling_strategy="group_by_length")
-    trainer = Trainer(
-        model=model,
-        args=args,
+    key = f"eval_{main_split}_{task.main_metric}"
+    result = fit(
+        model,
+        training_arguments(cfg, output_dir, train_sampling_strategy="group_by_length"),
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics,
+        best_key=key,
+        modules_to_save=method.modules_to_save,
+        loraplus_lr_ratio=getattr(method, "loraplus_lr_ratio", None),
     )
-    reset_peak_memory()
-    start = time.perf_counter()
-    train_out = trainer.train()
-    train_seconds = time.perf_counter() - start
-
-    if cfg.train.save_adapter:
+    if cfg.train.save_adapter and result.trainer.is_world_process_zero():
         save_adapter(model, output_dir / "adapter", method,
                      metadata={"model": cfg.model.name, "task": task.name})  # fmt: skip
-    epochs = epoch_history(trainer.state.log_history)
-    key = f"eval_{main_split}_{task.main_metric}"
-    best = max(epochs, key=lambda row: row.get(key, float("-inf")))
+    best = result.best
     n_eval = len(eval_ds[main_split])
     eval_seconds = best.get(f"eval_{main_split}_runtime")
     return {
@@ -91,17 +82,17 @@ def run_glue(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[st
             "best_epoch": best["epoch"],
             "best": {k.removeprefix("eval_"): v for k, v in best.items() if k.startswith("eval_")},
         },
-        "epochs": epochs,
-        "params": count_parameters(model, method.modules_to_save).as_dict(),
+        "epochs": result.epochs,
+        "params": result.params,
         "timing": {
-            "train_seconds": round(train_seconds, 2),
-            "train_samples_per_second": train_out.metrics.get("train_samples_per_second"),
+            "train_seconds": round(result.train_seconds, 2),
+            "train_samples_per_second": result.train_samples_per_second,
             "eval_seconds": eval_seconds,
             "eval_latency_ms_per_sample": (
                 round(1000 * eval_seconds / n_eval, 3) if eval_seconds else None
             ),
         },
-        "memory": peak_memory(),
+        "memory": result.memory,
         "data": {
             "source": str(resolve_data_dir(cfg.data.dir) or "hub:nyu-mll/glue"),
             "train_size": len(train_ds),

@@ -18,8 +18,9 @@ Sections (``sections=[...]`` picks a subset), all on random weights:
   forward (eval, no grad), training step, and merged forward (ours ``merge_lora``,
   peft ``merge_adapter``), beside the base.
 
-Writes ``results/tables/<name>.md`` and ``.csv`` (figures and ratios) and a JSON
-record under ``results/runs/bench/``.
+Writes a JSON record under ``results/runs/bench/``, then renders it
+(:mod:`experiments.report.efficiency_tables`, as ``make tables`` does) to
+``results/tables/<name>.md`` and ``.csv`` (figures and ratios).
 
 Errors: a bad setting stops with one line naming it and the allowed values.
 """
@@ -42,36 +43,27 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from experiments.core.records import SCHEMA_VERSION, provenance, write_atomic
 from experiments.core.schema import ConfigError
 from experiments.core.training import peak_memory, reset_peak_memory
 from experiments.perf.timing import (
-    Stats,
     build_model,
     check,
     check_int,
-    fmt_bytes,
-    fmt_ratio,
-    hardware,
-    hardware_line,
-    interleave,
+    compare,
     load_arch,
-    md_table,
-    paired_ratio,
-    resolve_device,
-    resolve_dtype,
-    select_device,
-    settings_hash,
+    perf_record,
+    resolve_common,
+    save_record,
+    setup,
     synchronize,
-    write_table,
 )
+from experiments.report.efficiency_tables import METHODS, fmt_ratio, peak_key, write_bench_table
 from lora import arch_spec, count_parameters, make_method, merge_lora, save_adapter
 
 log = logging.getLogger("experiments.bench")
 
 PRESETS = ("cpu", "gpu")
 SECTIONS = ("train", "memory", "checkpoint", "peft")
-METHODS = ("full_ft", "lora")
 #: The issue's targets: (figure, bound), each met when the ratio is at most the bound.
 TARGETS = {
     "train_step": ("LoRA / full FT training step time", 0.75),
@@ -125,14 +117,7 @@ def resolve(cfg: DictConfig) -> Settings:
         ConfigError: one line naming the setting and the allowed values.
     """
     c = OmegaConf.to_container(cfg, resolve=True)
-    check(c["preset"] in PRESETS, "preset", f"{c['preset']!r}; allowed: {', '.join(PRESETS)}")
-    preset = c["presets"][c["preset"]]
-    pick = {k: preset[k] if c.get(k) is None else c[k] for k in preset}
-    resolve_device(c["device"])
-    resolve_dtype(c["dtype"])
-    threads = c.get("threads")
-    if threads is not None:
-        check_int(threads, "threads", 1)
+    pick = resolve_common(c, PRESETS)
     sections = list(c["sections"])
     bad = [x for x in sections if x not in SECTIONS]
     check(
@@ -146,7 +131,7 @@ def resolve(cfg: DictConfig) -> Settings:
         device=c["device"],
         dtype=c["dtype"],
         seed=check_int(c["seed"], "seed", 0),
-        threads=threads,
+        threads=c.get("threads"),
         batch=check_int(pick["batch"], "batch", 1),
         seq=check_int(pick["seq"], "seq", 2),
         trials=check_int(pick["trials"], "trials", 1),
@@ -248,10 +233,7 @@ def memory_probe(job: dict[str, Any]) -> dict[str, Any]:
         ``{"peak_rss_mb", "peak_gpu_mb", "built_rss_mb"}`` (GPU None on CPU).
     """
     s = Settings(**job["settings"])
-    if s.threads:
-        torch.set_num_threads(s.threads)
-    device, dtype = resolve_device(s.device), resolve_dtype(s.dtype)
-    select_device(device)
+    device, dtype = setup(s)
     config = load_arch(job["model"], s.arch_overrides)
     model = adapt(build_model(config, device, dtype, s.seed), job["method"], s)
     step = train_step(model, make_inputs(config, s.batch, s.seq, device, s.seed), s.lr)
@@ -298,13 +280,13 @@ def timed_pair(
     fns: dict[str, Callable[[], Any]], s: Settings, device: torch.device, reference: str, timer=None
 ) -> dict[str, Any]:
     """Interleave ``fns``; stats per name and the paired ratio of each to ``reference``."""
-    kwargs = {"timer": timer} if timer is not None else {}
-    times = interleave(fns, s.trials, s.warmup, device, seed=s.seed, **kwargs)
-    out = {"reference": reference, "times_ms": times, "stats": {}, "ratio": {}}
-    for name, samples in times.items():
-        out["stats"][name] = Stats.of(samples).as_dict()
-        out["ratio"][name] = paired_ratio(samples, times[reference])
-    return out
+    timed = compare(fns, s.trials, s.warmup, device, s.seed, reference, timer)
+    return {
+        "reference": reference,
+        "times_ms": {name: t["times_ms"] for name, t in timed.items()},
+        "stats": {name: t["stats"] for name, t in timed.items()},
+        "ratio": {name: t["ratio"] for name, t in timed.items()},
+    }
 
 
 # -- sections --------------------------------------------------------------------------
@@ -408,299 +390,6 @@ def check_targets(record: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-# fmt: off
-#: Columns of the efficiency CSV: one compared pair (a against b) per row.
-CSV_COLUMNS = (
-    "section", "model", "measure", "unit", "a", "a_value", "a_std", "a_min",
-    "b", "b_value", "b_std", "b_min", "ratio", "ratio_se", "target_max", "met",
-)
-# fmt: on
-
-
-def _mem_key(device: str) -> str:
-    """Record key of the peak memory figure on ``device``."""
-    return "peak_gpu_mb" if device.startswith("cuda") else "peak_rss_mb"
-
-
-def _ms(stats: dict[str, float]) -> str:
-    return f"{stats['mean']:.1f}±{stats['std']:.1f}"
-
-
-def _side(prefix: str, name: str, value: dict[str, float] | float) -> dict[str, Any]:
-    """CSV cells of one compared side: timing stats (ms) or a single number."""
-    if isinstance(value, dict):
-        return {
-            prefix: name,
-            f"{prefix}_value": round(value["mean"], 3),
-            f"{prefix}_std": round(value["std"], 3),
-            f"{prefix}_min": round(value["min"], 3),
-        }
-    return {prefix: name, f"{prefix}_value": value}
-
-
-def _csv_row(
-    section: str,
-    model: str,
-    measure: str,
-    unit: str,
-    a: tuple,
-    b: tuple,
-    ratio: float,
-    se: float | None = None,
-    target: dict | None = None,
-) -> dict:
-    """One CSV row: ``a`` and ``b`` are (name, stats or value)."""
-    row = {
-        "section": section,
-        "model": model,
-        "measure": measure,
-        "unit": unit,
-        **_side("a", *a),
-        **_side("b", *b),
-        "ratio": ratio,
-        "ratio_se": se,
-    }
-    if target:
-        row.update(target_max=target["bound"], met=target["met"])
-    return row
-
-
-def _method_label(method: str, lora: dict[str, Any]) -> str:
-    if method == "full_ft":
-        return "Full FT"
-    return f"LoRA (r={lora['r']}, α={lora['lora_alpha']}, {','.join(lora['targets'])})"
-
-
-def _train_memory_section(record: dict, targets: dict) -> tuple[list[str], list[dict]]:
-    s = record["settings"]
-    cuda = s["device"].startswith("cuda")
-    mem_name, mem_key = ("peak GPU allocated" if cuda else "peak RSS"), _mem_key(s["device"])
-    train = {m["model"]: m for m in record["models"] if "train" in m}
-    mem = {(m["model"], m["method"]): m for m in record["memory"]}
-    types = {m["model"]: m["model_type"] for m in record["models"] + record["memory"]}
-    names = [n for n in types if n in train or (n, "lora") in mem]
-    if not names:
-        return [], []
-    table, rows = [], []
-    for name in names:
-        t = train[name]["train"] if name in train else None
-        for method in METHODS:
-            m = mem.get((name, method))
-            lora = method == "lora"
-            table.append(
-                [
-                    name,
-                    _method_label(method, s["lora"][types[name]]),
-                    _ms(t["stats"][method]) if t else "",
-                    fmt_ratio(*t["ratio"]["lora"]) if t and lora else "",
-                    f"{m[mem_key]:.0f}" if m else "",
-                    f"{m['ratio']:.3f}" if m and lora else "",
-                ]
-            )
-        if t:
-            rows.append(
-                _csv_row(
-                    "train",
-                    name,
-                    "training step",
-                    "ms",
-                    ("lora", t["stats"]["lora"]),
-                    ("full_ft", t["stats"]["full_ft"]),
-                    *t["ratio"]["lora"],
-                    targets.get(("train_step", name)),
-                )
-            )
-        if (name, "lora") in mem:
-            lo, ft = mem[(name, "lora")], mem[(name, "full_ft")]
-            rows.append(
-                _csv_row(
-                    "memory",
-                    name,
-                    mem_name,
-                    "MiB",
-                    ("lora", lo[mem_key]),
-                    ("full_ft", ft[mem_key]),
-                    lo["ratio"],
-                    target=targets.get(("memory", name)),
-                )
-            )
-    how = (
-        "`torch.cuda.max_memory_allocated`"
-        if cuda
-        else "peak resident set size (VmHWM), which includes the Python and torch runtime "
-        "(a few hundred MiB) in both methods"
-    )
-    md = ["", f"## Training step time and {mem_name}", ""]
-    md += md_table(
-        ["Model", "Method", "Step time (ms)", "LoRA / FT", f"{mem_name} (MiB)", "LoRA / FT"], table
-    )
-    md += [
-        "",
-        f"Memory: each (model, method) in a fresh process, {s['memory_steps']} training "
-        f"step(s) after the model is built; {how}.",
-    ]
-    return md, rows
-
-
-def _checkpoint_section(record: dict, targets: dict) -> tuple[list[str], list[dict]]:
-    s = record["settings"]
-    table, rows = [], []
-    for m in record["models"]:
-        if "checkpoint" not in m:
-            continue
-        c = m["checkpoint"]
-        ratio = c["lora"]["bytes"] / c["full_ft"]["bytes"]
-        for method in METHODS:
-            p = c[method]["params"]
-            table.append(
-                [
-                    m["model"],
-                    _method_label(method, s["lora"][m["model_type"]]),
-                    f"{p['method']:,}",
-                    f"{p['trainable']:,}",
-                    f"{p['total']:,}",
-                    fmt_bytes(c[method]["bytes"]),
-                    f"{ratio:.2e}" if method == "lora" else "",
-                ]
-            )
-        a, b = c["lora"]["params"]["trainable"], c["full_ft"]["params"]["trainable"]
-        rows.append(
-            _csv_row(
-                "checkpoint",
-                m["model"],
-                "trainable parameters",
-                "params",
-                ("lora", a),
-                ("full_ft", b),
-                a / b,
-            )
-        )
-        rows.append(
-            _csv_row(
-                "checkpoint",
-                m["model"],
-                "checkpoint size",
-                "bytes",
-                ("lora", c["lora"]["bytes"]),
-                ("full_ft", c["full_ft"]["bytes"]),
-                ratio,
-            )
-        )
-    if not table:
-        return [], []
-    md = ["", "## Trainable parameters and checkpoint size", ""]
-    md += md_table(
-        [
-            "Model",
-            "Method",
-            "Trainable (paper count)",
-            "Trainable (with head)",
-            "Total",
-            "Checkpoint on disk",
-            "LoRA / FT",
-        ],
-        table,
-    )
-    md += [
-        "",
-        "LoRA: `lora.save_adapter` (trainable tensors as safetensors + JSON config); "
-        "full FT: `save_pretrained` (safetensors). The paper's example (§4.2): GPT-3 175B, "
-        "350 GB -> 35 MB with r=4 on W_q, W_v (ratio 1.0e-04). The paper count leaves out "
-        "the task head, which every method trains.",
-    ]
-    return md, rows
-
-
-def _peft_section(record: dict, targets: dict) -> tuple[list[str], list[dict]]:
-    p = record.get("peft")
-    if not p:
-        return [], []
-    lo = p["lora"]
-    table, rows = [], []
-    measures = (
-        ("forward_unmerged", "forward, unmerged (eval)", "peft_forward"),
-        ("train_step", "training step", "peft_train"),
-        ("forward_merged", "forward, merged (eval)", None),
-    )
-    for key, what, target in measures:
-        st = p[key]["stats"]
-        table.append(
-            [
-                what,
-                _ms(st["ours"]),
-                _ms(st["peft"]),
-                fmt_ratio(*p[key]["ratio"]["ours"]),
-                _ms(st["base"]) if "base" in st else "",
-            ]
-        )
-        rows.append(
-            _csv_row(
-                "peft",
-                p["model"],
-                what,
-                "ms",
-                ("ours", st["ours"]),
-                ("peft", st["peft"]),
-                *p[key]["ratio"]["ours"],
-                targets.get((target, p["model"])),
-            )
-        )
-    md = [
-        "",
-        f"## Our LoRA vs peft {p['peft']} ({p['model']}, r={lo['r']}, "
-        f"α={lo['lora_alpha']}, {','.join(lo['targets'])})",
-        "",
-    ]
-    md += md_table(["Measure", "Ours (ms)", "peft (ms)", "ours / peft", "base model (ms)"], table)
-    md += [
-        "",
-        "Same base weights, rank, α, dropout and modules; both train the task head. "
-        "Merged: ours `lora.merge_lora`, peft `merge_adapter()` (wrappers kept in both).",
-    ]
-    return md, rows
-
-
-def render(record: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
-    """Markdown tables and CSV rows (dicts keyed by :data:`CSV_COLUMNS`) of a record."""
-    s, hw = record["settings"], record["hardware"]
-    md = ["# Training efficiency: LoRA vs full fine-tuning, and our LoRA vs peft's", ""]
-    md.append(
-        f"Random weights, {s['dtype']}, batch {s['batch']} × sequence {s['seq']}, AdamW, on "
-        f"{hardware_line(hw)}. Times are mean±std over {s['trials']} timed rounds after "
-        f"{s['warmup']} warm-up round(s), the compared runs interleaved in one process in a "
-        "random order each round; time ratios are the median of the per-round ratios ± its "
-        "standard error."
-    )
-    targets = {(t["key"], t["where"]): t for t in record["targets"]}
-    rows: list[dict[str, Any]] = []
-    for section in (_train_memory_section, _checkpoint_section, _peft_section):
-        lines, section_rows = section(record, targets)
-        md += lines
-        rows += section_rows
-    md += ["", "## Targets", ""]
-    md += md_table(
-        ["Target", "Where", "Measured", "Met"],
-        [
-            [t["target"], t["where"], t["figure"], "yes" if t["met"] else "**no**"]
-            for t in record["targets"]
-        ],
-    )
-    if record.get("notes"):
-        md += ["", "## Notes", "", record["notes"].strip()]
-    return "\n".join(md) + "\n", rows
-
-
-def write_outputs(record: dict[str, Any], results_dir: Path) -> list[Path]:
-    """Write the tables (.md, .csv) and the JSON record; returns their paths."""
-    name = record["settings"]["name"]
-    tables = results_dir / "tables"
-    tables.mkdir(parents=True, exist_ok=True)
-    write_table(tables, name, *render(record), CSV_COLUMNS)
-    run_path = results_dir / "runs" / "bench" / f"{record['run_id']}.json"
-    write_atomic(run_path, record)
-    return [tables / f"{name}.md", tables / f"{name}.csv", run_path]
-
-
 # -- entry point -----------------------------------------------------------------------
 
 
@@ -718,10 +407,7 @@ def run(cfg: DictConfig, timer=None) -> tuple[dict[str, Any], list[Path]]:
         ConfigError: a bad setting, before any model is built.
     """
     s = resolve(cfg)
-    device, dtype = resolve_device(s.device), resolve_dtype(s.dtype)
-    select_device(device)
-    if s.threads:
-        torch.set_num_threads(s.threads)
+    device, dtype = setup(s)
     settings = asdict(s)
     models = []
     if "train" in s.sections or "checkpoint" in s.sections:
@@ -743,28 +429,15 @@ def run(cfg: DictConfig, timer=None) -> tuple[dict[str, Any], list[Path]]:
                         **peak,
                     }
                 )
-            key = _mem_key(s.device)
+            key = peak_key(s.device)
             lora, ft = memory[-1], memory[-2]
             lora["ratio"] = lora[key] / ft[key]
     peft_result = bench_peft(s, device, dtype, timer) if "peft" in s.sections else None
-    rid = f"{s.name}-{s.preset}-{device.type}-{s.dtype}-{settings_hash(settings)}"
-    record = {
-        "schema_version": SCHEMA_VERSION,
-        "run_id": rid,
-        "experiment": "bench",
-        "status": "ok",
-        "task": None,
-        "model": ",".join(s.models),
-        "settings": settings,
-        "models": models,
-        "memory": memory,
-        "peft": peft_result,
-        "hardware": hardware(device),
-        "provenance": provenance(),
-        "notes": cfg.notes,
-    }
+    record = perf_record("bench", s, device, cfg.notes, model=",".join(s.models),
+                         models=models, memory=memory, peft=peft_result)  # fmt: skip
     record["targets"] = check_targets(record)
-    return record, write_outputs(record, Path(s.results_dir))
+    run_path = save_record(record, Path(s.results_dir))
+    return record, [*write_bench_table(record, Path(s.results_dir) / "tables"), run_path]
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="bench")

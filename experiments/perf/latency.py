@@ -15,9 +15,10 @@ parameter budgets, r from the paper's count formula (§5.1); PreLayer. Base and
 variants are timed round-robin in one process (:func:`experiments.perf.timing.interleave`)
 and each variant's overhead is the median of its per-round ratio to the base.
 
-Writes ``results/tables/<name>.md`` and ``.csv`` (ours beside the paper's Table 1),
-``<name>.png`` (Figure 5-style heat maps of the adapters' slow-down) and a JSON
-record under ``results/runs/latency/``.
+Writes a JSON record under ``results/runs/latency/``, then renders it
+(:mod:`experiments.report.latency_tables`, as ``make tables`` does) to
+``results/tables/<name>.md`` and ``.csv`` (ours beside the paper's Table 1) and
+``<name>.png`` (Figure 5-style heat maps of the adapters' slow-down).
 
 Errors: a bad setting stops with one line naming it and the allowed values.
 """
@@ -25,7 +26,6 @@ Errors: a bad setting stops with one line naming it and the allowed values.
 from __future__ import annotations
 
 import logging
-import math
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,27 +36,22 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from experiments.core.records import SCHEMA_VERSION, provenance, write_atomic
 from experiments.core.schema import ConfigError
 from experiments.perf.timing import (
-    Stats,
     arch_config,
     build_model,
     check,
     check_int,
-    hardware,
-    hardware_line,
-    interleave,
-    md_table,
-    paired_ratio,
-    resolve_device,
-    resolve_dtype,
-    select_device,
-    settings_hash,
+    compare,
+    perf_record,
+    resolve_common,
+    save_record,
+    setup,
     share_weights_copy,
-    write_table,
 )
-from experiments.report.tables import fmt_params
+from experiments.report.labels import LATENCY_LABELS as LABELS
+from experiments.report.labels import fmt_targets
+from experiments.report.latency_tables import ADAPTER_KINDS, write_latency_table
 from lora import count_parameters, lora_layers, make_method, merge_and_unload, merge_lora
 
 log = logging.getLogger("experiments.latency")
@@ -72,46 +67,6 @@ METHOD_KINDS = (
 )
 #: LoRA variants whose update is folded into W0: the paper's "Fine-Tune/LoRA" row.
 MERGED_KINDS = ("lora_merged", "lora_unloaded")
-ADAPTER_KINDS = ("adapter_l", "adapter_h")
-LABELS = {
-    "base": "Base (no adaptation)",
-    "lora_merged": "LoRA merged",
-    "lora_unloaded": "LoRA merged + unloaded",
-    "lora_unmerged": "LoRA unmerged",
-    "adapter_l": "AdapterL",
-    "adapter_h": "AdapterH",
-    "prefix_layer": "PreLayer",
-}
-#: Paper Table 1 (§3; NVIDIA Quadro RTX 8000, 100 trials, GPT-2 medium): (batch, seq) ->
-#: adapter budget |Θ|, then (mean ms, ±, overhead %) per row; "base" is "Fine-Tune/LoRA".
-PAPER_TABLE1: dict[tuple[int, int], dict[str, Any]] = {
-    (32, 512): {
-        "budget": 500_000,
-        "base": (1449.4, 0.8, 0.0),
-        "adapter_l": (1482.0, 1.0, 2.2),
-        "adapter_h": (1492.2, 1.0, 3.0),
-    },
-    (16, 256): {
-        "budget": 11_000_000,
-        "base": (338.0, 0.6, 0.0),
-        "adapter_l": (354.8, 0.5, 5.0),
-        "adapter_h": (366.3, 0.5, 8.4),
-    },
-    (1, 128): {
-        "budget": 11_000_000,
-        "base": (19.8, 2.7, 0.0),
-        "adapter_l": (23.9, 2.1, 20.7),
-        "adapter_h": (25.8, 2.2, 30.3),
-    },
-}
-# fmt: off
-#: Columns of the latency CSV: one row per (point, variant), ours and the paper's.
-CSV_COLUMNS = (
-    "source", "batch", "seq", "tokens", "method", "label", "r", "params", "budget",
-    "mean_ms", "std_ms", "median_ms", "min_ms", "trials", "ratio_vs_base", "ratio_se",
-    "overhead_pct", "device", "dtype", "hardware",
-)
-# fmt: on
 #: Target band of merged LoRA latency / base latency.
 MERGED_TOLERANCE = 0.02
 
@@ -150,11 +105,7 @@ def resolve(cfg: DictConfig) -> Settings:
         ConfigError: one line naming the setting and the allowed values.
     """
     c = OmegaConf.to_container(cfg, resolve=True)
-    check(c["preset"] in PRESETS, "preset", f"{c['preset']!r}; allowed: {', '.join(PRESETS)}")
-    preset = c["presets"][c["preset"]]
-    pick = {k: preset[k] if c.get(k) is None else c[k] for k in preset}
-    resolve_device(c["device"])
-    resolve_dtype(c["dtype"])
+    pick = resolve_common(c, PRESETS)
     model = c["model"]["name"]
     config = arch_config(model, c["model"].get("arch"), c["arch_overrides"])
     check(
@@ -162,9 +113,6 @@ def resolve(cfg: DictConfig) -> Settings:
         "model",
         f"{model!r} is not GPT-2; allowed: a GPT-2 preset (gpt2-medium, gpt2-large)",
     )
-    threads = c.get("threads")
-    if threads is not None:
-        check_int(threads, "threads", 1)
     methods = pick["methods"]
     bad = [m for m in methods if m not in METHOD_KINDS]
     check(not bad, "methods", f"{bad}; allowed: {', '.join(METHOD_KINDS)}")
@@ -202,7 +150,7 @@ def resolve(cfg: DictConfig) -> Settings:
         device=c["device"],
         dtype=c["dtype"],
         seed=check_int(c["seed"], "seed", 0),
-        threads=threads,
+        threads=c.get("threads"),
         grid=tuple(dict.fromkeys(grid)),
         trials=check_int(pick["trials"], "trials", 1),
         warmup=check_int(pick["warmup"], "warmup", 0),
@@ -264,8 +212,7 @@ class Variant:
         """Table label, e.g. ``AdapterH (r=111)``."""
         m = self.method
         if self.kind.startswith("lora"):
-            targets = ",".join(f"W_{t}" for t in m["targets"])
-            return f"{LABELS[self.kind]} (r={m['r']}, {targets})"
+            return f"{LABELS[self.kind]} (r={m['r']}, {fmt_targets(m['targets'])})"
         if self.kind in ADAPTER_KINDS:
             return f"{LABELS[self.kind]} (r={m['r']})"
         if self.kind == "prefix_layer":
@@ -354,26 +301,14 @@ def measure_point(
     def forward(model: nn.Module):
         return lambda: model(input_ids=ids, use_cache=False)
 
-    kwargs = {"timer": timer} if timer is not None else {}
     with torch.no_grad():
-        times = interleave(
-            {k: forward(m) for k, m in models.items()},
-            s.trials,
-            s.warmup,
-            device,
-            seed=s.seed,
-            **kwargs,
-        )
+        timed = compare({k: forward(m) for k, m in models.items()}, s.trials, s.warmup, device,
+                        s.seed, "base", timer)  # fmt: skip
     results = {}
-    for key, samples in times.items():
-        ratio, se = paired_ratio(samples, times["base"])
-        results[key] = {
-            "stats": Stats.of(samples).as_dict(),
-            "times_ms": samples,
-            "ratio": ratio,
-            "ratio_se": se,
-            "overhead_pct": 100 * (ratio - 1),
-        }
+    for key, t in timed.items():
+        ratio, se = t["ratio"]
+        results[key] = {"stats": t["stats"], "times_ms": t["times_ms"], "ratio": ratio,
+                        "ratio_se": se, "overhead_pct": 100 * (ratio - 1)}  # fmt: skip
     return {"batch": batch, "seq": seq, "tokens": batch * seq, "results": results}
 
 
@@ -447,240 +382,6 @@ def check_targets(points: list[dict[str, Any]], variants: list[Variant]) -> list
     return out
 
 
-# -- outputs ---------------------------------------------------------------------------
-
-
-def _cell(res: dict[str, Any], base: bool) -> str:
-    st = res["stats"]
-    text = f"{st['mean']:.1f}±{st['std']:.1f}"
-    return text if base else f"{text} ({res['overhead_pct']:+.1f}%)"
-
-
-def render(record: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
-    """Markdown table and CSV rows (dicts keyed by :data:`CSV_COLUMNS`) of a latency record."""
-    s, points, variants = record["settings"], record["points"], record["variants"]
-    cols = [f"{p['batch']}×{p['seq']}" for p in points]
-    paper = [PAPER_TABLE1.get((p["batch"], p["seq"])) for p in points]
-    header = ["Method", "\\|Θ\\| (ours, counted)", *cols]
-    rows: list[list[str]] = []
-
-    def paper_row(kind: str, label: str) -> None:
-        if not any(paper):
-            return
-        cells = []
-        for entry in paper:
-            if entry is None:
-                cells.append("")
-                continue
-            mean, pm, pct = entry[kind]
-            text = f"{mean:.1f}±{pm:.1f}" + ("" if kind == "base" else f" ({pct:+.1f}%)")
-            budget = "" if kind == "base" else f", \\|Θ\\| {fmt_params(entry['budget'])}"
-            cells.append(f"*{text}{budget}*")
-        rows.append([f"*Paper: {label}*", "", *cells])
-
-    kinds = [v["kind"] for v in variants]
-    for i, v in enumerate(variants):
-        r = [p["results"][v["key"]] for p in points]
-        budget = f" [budget {fmt_params(v['budget'])}]" if v["budget"] else ""
-        rows.append(
-            [
-                v["label"] + budget,
-                fmt_params(v["params"]) if v["params"] else "0",
-                *[_cell(x, v["kind"] == "base") for x in r],
-            ]
-        )
-        last_of_kind = i + 1 == len(variants) or kinds[i + 1] != v["kind"]
-        if last_of_kind and v["kind"] == "base":
-            paper_row("base", "Fine-Tune/LoRA (RTX 8000)")
-        elif last_of_kind and v["kind"] in ADAPTER_KINDS:
-            paper_row(v["kind"], LABELS[v["kind"]])
-    hw = record["hardware"]
-    md = [
-        f"# Inference latency, {s['model']} architecture (paper Table 1): preset `{s['preset']}`",
-        "",
-        *md_table(header, rows),
-        "",
-    ]
-    md.append(
-        f"Forward-pass latency in ms, mean±std over {s['trials']} timed rounds after "
-        f"{s['warmup']} warm-up round(s); in brackets the overhead against the base, "
-        "100·(median of the per-round ratio method/base − 1). Base and methods run "
-        f"round-robin in one process, in a random order each round. Columns are batch × "
-        f"sequence length. {s['model']} architecture with random weights, {s['dtype']}, eval "
-        f"mode, no grad, no KV cache, on {hardware_line(hw)}."
-    )
-    md.append("")
-    md.append(
-        "Paper rows (italic): Table 1, NVIDIA Quadro RTX 8000, 100 trials, precision and "
-        "warm-up not stated; its LoRA row is the merged model, i.e. the base. The paper's "
-        "adapters are 0.5M parameters at 32×512 and 11M at 16×256 and 1×128; ours are sized "
-        "from the same budgets with the paper's count |Θ| = L̂_Adpt·(2·d·r + r + d) + "
-        "2·L̂_LN·d (AdapterL: L adapters + L LayerNorms; AdapterH: 2L adapters). "
-        "LoRA r=4 on W_q, W_v with non-zero B; merged with `lora.merge_lora`."
-    )
-    if s["preset"] == "cpu":
-        md += [
-            "",
-            "**CPU default**: a reduced grid and few trials so that it finishes in about "
-            "10 minutes on 2 cores; the paper's grid is `preset=table1` (GPU). CPU timings "
-            "on a shared machine are noisy; the per-round pairing cancels slow drift.",
-        ]
-    md += ["", "## Targets", ""]
-    md += md_table(
-        ["Target", "Measured", "Met"],
-        [
-            [t["target"], t["figure"], {True: "yes", False: "**no**", None: "n/a"}[t["met"]]]
-            for t in record["targets"]
-        ],
-    )
-    if record.get("notes"):
-        md += ["", "## Notes", "", record["notes"].strip()]
-    if record.get("figure"):
-        md += ["", f"![Adapter slow-down, Figure 5 style]({Path(record['figure']).name})"]
-    csv_rows: list[dict[str, Any]] = []
-    for p in points:
-        where = {"batch": p["batch"], "seq": p["seq"], "tokens": p["tokens"]}
-        for v in variants:
-            res = p["results"][v["key"]]
-            st = res["stats"]
-            csv_rows.append(
-                {
-                    "source": "ours",
-                    **where,
-                    "method": v["kind"],
-                    "label": v["label"],
-                    "r": v["method"].get("r", ""),
-                    "params": v["params"],
-                    "budget": v["budget"] or "",
-                    "mean_ms": round(st["mean"], 3),
-                    "std_ms": round(st["std"], 3),
-                    "median_ms": round(st["median"], 3),
-                    "min_ms": round(st["min"], 3),
-                    "trials": st["n"],
-                    "ratio_vs_base": round(res["ratio"], 4),
-                    "ratio_se": round(res["ratio_se"], 4),
-                    "overhead_pct": round(res["overhead_pct"], 2),
-                    "device": s["device"],
-                    "dtype": s["dtype"],
-                    "hardware": hw["name"],
-                }
-            )
-        entry = PAPER_TABLE1.get((p["batch"], p["seq"]))
-        for kind in ("base", *ADAPTER_KINDS) if entry else ():
-            mean, pm, pct = entry[kind]
-            budget = "" if kind == "base" else entry["budget"]
-            csv_rows.append(
-                {
-                    "source": "paper",
-                    **where,
-                    "method": kind,
-                    "label": f"Paper {LABELS[kind]}",
-                    "params": budget,
-                    "budget": budget,
-                    "mean_ms": mean,
-                    "std_ms": pm,
-                    "trials": 100,
-                    "ratio_vs_base": round(1 + pct / 100, 4),
-                    "overhead_pct": pct,
-                    "device": "cuda",
-                    "hardware": "Quadro RTX 8000",
-                }
-            )
-    return "\n".join(md) + "\n", csv_rows
-
-
-def plot_figure5(record: dict[str, Any], path: Path) -> Path | None:
-    """Figure 5-style heat maps of the adapters' slow-down (%); None without matplotlib.
-
-    Rows: AdapterH (top) and AdapterL, as in the paper; columns: adapter sizes; in each
-    panel sequence length (rows) × batch size (columns), blank where not measured.
-    """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.warning("matplotlib is not installed; no plot written")
-        return None
-    points = record["points"]
-    kinds = [
-        k for k in ("adapter_h", "adapter_l") if any(v["kind"] == k for v in record["variants"])
-    ]
-    if not kinds:
-        return None
-    per_kind = {k: [v for v in record["variants"] if v["kind"] == k] for k in kinds}
-    ncols = max(len(vs) for vs in per_kind.values())
-    batches = sorted({p["batch"] for p in points})
-    seqs = sorted({p["seq"] for p in points})
-    values = [
-        p["results"][v["key"]]["overhead_pct"]
-        for p in points
-        for vs in per_kind.values()
-        for v in vs
-    ]
-    vmax = max(max(values), 1.0)
-    panel = (max(2.2, 0.8 * len(batches)), max(1.8, 0.7 * len(seqs)))
-    size = (1.5 + panel[0] * ncols, 0.6 + panel[1] * len(kinds))
-    fig, axes = plt.subplots(len(kinds), ncols, squeeze=False, figsize=size, layout="constrained")
-    for i, kind in enumerate(kinds):
-        for j in range(ncols):
-            ax = axes[i][j]
-            if j >= len(per_kind[kind]):
-                ax.axis("off")
-                continue
-            v = per_kind[kind][j]
-            grid = [[math.nan] * len(batches) for _ in seqs]
-            for p in points:
-                pct = p["results"][v["key"]]["overhead_pct"]
-                grid[seqs.index(p["seq"])][batches.index(p["batch"])] = pct
-            im = ax.imshow(
-                grid,
-                cmap="Reds",
-                vmin=min(0.0, min(values)),
-                vmax=vmax,
-                origin="lower",
-                aspect="auto",
-            )
-            for y, row in enumerate(grid):
-                for x, val in enumerate(row):
-                    if not math.isnan(val):
-                        color = "white" if val > 0.6 * vmax else "black"
-                        ax.text(
-                            x, y, f"{val:.1f}", ha="center", va="center", fontsize=8, color=color
-                        )
-            ax.set_xticks(range(len(batches)), [str(b) for b in batches])
-            ax.set_yticks(range(len(seqs)), [str(q) for q in seqs])
-            if i == len(kinds) - 1:
-                ax.set_xlabel("batch size")
-            if j == 0:
-                ax.set_ylabel("sequence length")
-            title = f"{LABELS[kind]} r={v['method']['r']}\n|Θ| {fmt_params(v['params'])}"
-            ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=axes, label="slow-down vs no adapter (%)", shrink=0.9)
-    fig.suptitle(
-        f"Adapter inference slow-down, {record['settings']['model']}, {record['hardware']['name']}",
-        fontsize=10,
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
-def write_outputs(record: dict[str, Any], results_dir: Path) -> list[Path]:
-    """Write the table (.md, .csv), the plot and the JSON record; returns their paths."""
-    name = record["settings"]["name"]
-    tables = results_dir / "tables"
-    tables.mkdir(parents=True, exist_ok=True)
-    figure = plot_figure5(record, tables / f"{name}.png")
-    record["figure"] = str(figure) if figure else None
-    write_table(tables, name, *render(record), CSV_COLUMNS)
-    run_path = results_dir / "runs" / "latency" / f"{record['run_id']}.json"
-    write_atomic(run_path, record)
-    return [tables / f"{name}.md", tables / f"{name}.csv", *([figure] if figure else []), run_path]
-
-
 # -- entry point -----------------------------------------------------------------------
 
 
@@ -698,10 +399,7 @@ def run(cfg: DictConfig, timer=None) -> tuple[dict[str, Any], list[Path]]:
         ConfigError: a bad setting, before any model is built.
     """
     s = resolve(cfg)
-    device, dtype = resolve_device(s.device), resolve_dtype(s.dtype)
-    select_device(device)
-    if s.threads:
-        torch.set_num_threads(s.threads)
+    device, dtype = setup(s)
     config = arch_config(s.model, s.arch, s.arch_overrides)
     variants = plan_variants(s, config.n_layer, config.n_embd)
     log.info("building %s (%s, %s) and %d variants", s.model, s.device, s.dtype, len(variants) - 1)
@@ -730,31 +428,25 @@ def run(cfg: DictConfig, timer=None) -> tuple[dict[str, Any], list[Path]]:
                 f"{k} {r['overhead_pct']:+.1f}%" for k, r in point["results"].items() if k != "base"
             ),
         )
-    settings = asdict(s)
-    rid = f"{s.name}-{s.preset}-{device.type}-{s.dtype}-{settings_hash(settings)}"
-    record = {
-        "schema_version": SCHEMA_VERSION,
-        "run_id": rid,
-        "experiment": "latency",
-        "status": "ok",
-        "task": None,
-        "model": s.model,
-        "settings": settings,
-        "arch": {
+    record = perf_record(
+        "latency",
+        s,
+        device,
+        cfg.notes,
+        model=s.model,
+        arch={
             "n_layer": config.n_layer,
             "n_embd": config.n_embd,
             "n_head": config.n_head,
             "vocab_size": config.vocab_size,
             "attn_implementation": getattr(config, "_attn_implementation", None),
         },
-        "variants": [{**asdict(v), "label": v.label, "params": params[v.key]} for v in variants],
-        "points": points,
-        "targets": check_targets(points, variants),
-        "hardware": hardware(device),
-        "provenance": provenance(),
-        "notes": cfg.notes,
-    }
-    return record, write_outputs(record, Path(s.results_dir))
+        variants=[{**asdict(v), "label": v.label, "params": params[v.key]} for v in variants],
+        points=points,
+        targets=check_targets(points, variants),
+    )
+    run_path = save_record(record, Path(s.results_dir))
+    return record, [*write_latency_table(record, Path(s.results_dir) / "tables"), run_path]
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="latency")

@@ -16,7 +16,6 @@ allowed values.
 from __future__ import annotations
 
 import copy
-import csv
 import gc
 import hashlib
 import json
@@ -35,6 +34,7 @@ from omegaconf import OmegaConf
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
+from experiments.core.records import SCHEMA_VERSION, provenance, write_atomic
 from experiments.core.schema import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -80,6 +80,34 @@ def resolve_dtype(name: str) -> torch.dtype:
     """``"fp32"``, ``"fp16"`` or ``"bf16"`` -> ``torch.dtype``."""
     check(name in DTYPES, "dtype", f"{name!r}; allowed: {', '.join(DTYPES)}")
     return DTYPES[name]
+
+
+def resolve_common(c: dict[str, Any], presets: tuple[str, ...]) -> dict[str, Any]:
+    """Check the settings every perf job has (preset, device, dtype, threads).
+
+    Args:
+        c: the job's resolved config (``conf/latency.yaml``, ``conf/bench.yaml``).
+        presets: the job's preset names.
+
+    Returns:
+        The preset's settings, each replaced by the top-level one where that is set.
+    """
+    check(c["preset"] in presets, "preset", f"{c['preset']!r}; allowed: {', '.join(presets)}")
+    preset = c["presets"][c["preset"]]
+    resolve_device(c["device"])
+    resolve_dtype(c["dtype"])
+    if c.get("threads") is not None:
+        check_int(c["threads"], "threads", 1)
+    return {k: preset[k] if c.get(k) is None else c[k] for k in preset}
+
+
+def setup(s: Any) -> tuple[torch.device, torch.dtype]:
+    """Device, dtype and CPU threads of resolved settings ``s``, made current."""
+    device, dtype = resolve_device(s.device), resolve_dtype(s.dtype)
+    select_device(device)
+    if s.threads:
+        torch.set_num_threads(s.threads)
+    return device, dtype
 
 
 def model_names() -> list[str]:
@@ -177,12 +205,6 @@ def hardware(device: torch.device) -> dict[str, Any]:
         "tf32_matmul": torch.backends.cuda.matmul.allow_tf32 if device.type == "cuda" else None,
         "threads": torch.get_num_threads(),
     }
-
-
-def hardware_line(hw: Mapping[str, Any]) -> str:
-    """One-line summary of :func:`hardware`, for table notes."""
-    where = f"GPU {hw['gpu']} (CUDA {hw['cuda']})" if hw["gpu"] else f"CPU {hw['cpu']}"
-    return f"{where}, {hw['threads']} torch threads, torch {hw['torch']}"
 
 
 # -- timing ----------------------------------------------------------------------------
@@ -291,6 +313,28 @@ class Stats:
         return f"{self.mean:.{digits}f}±{self.std:.{digits}f}"
 
 
+def compare(
+    fns: Mapping[str, Callable[[], Any]],
+    trials: int,
+    warmup: int,
+    device: torch.device,
+    seed: int,
+    reference: str,
+    timer: Callable[[Callable[[], Any], torch.device], float] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """:func:`interleave` ``fns``, then per name its ``times_ms``, ``stats``
+    (:meth:`Stats.as_dict`) and ``ratio`` (:func:`paired_ratio` against ``reference``)."""
+    times = interleave(fns, trials, warmup, device, seed=seed, timer=timer or time_call)
+    return {
+        name: {
+            "times_ms": xs,
+            "stats": Stats.of(xs).as_dict(),
+            "ratio": paired_ratio(xs, times[reference]),
+        }
+        for name, xs in times.items()
+    }
+
+
 def paired_ratio(num: list[float], den: list[float]) -> tuple[float, float]:
     """Median of the per-round ratios num[t] / den[t], and its standard error.
 
@@ -308,57 +352,33 @@ def paired_ratio(num: list[float], den: list[float]) -> tuple[float, float]:
     return statistics.median(ratios), se
 
 
-def fmt_ratio(ratio: float, se: float) -> str:
-    """``1.003±0.004``."""
-    return f"{ratio:.3f}±{se:.3f}"
+# -- records ---------------------------------------------------------------------------
 
 
-def fmt_bytes(n: float) -> str:
-    """Human size with binary units, e.g. ``1.42 GiB``."""
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= size:
-            return f"{n / size:.2f} {unit}"
-    return f"{int(n)} B"
+def perf_record(experiment: str, s: Any, device: torch.device, notes: str | None,
+                **results: Any) -> dict[str, Any]:  # fmt: skip
+    """A perf job's record: identity from its settings ``s`` (a dataclass), then results.
+
+    The run id names the output and hashes every setting, so a rerun with the same
+    settings replaces its record.
+    """
+    settings = asdict(s)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": f"{s.name}-{s.preset}-{device.type}-{s.dtype}-{settings_hash(settings)}",
+        "experiment": experiment,
+        "status": "ok",
+        "task": None,
+        "settings": settings,
+        **results,
+        "hardware": hardware(device),
+        "provenance": provenance(),
+        "notes": notes,
+    }
 
 
-def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    """Markdown table lines."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
-
-
-__all__ = [
-    "CONF_DIR",
-    "DEVICES",
-    "DTYPES",
-    "Stats",
-    "build_model",
-    "check",
-    "check_int",
-    "fmt_bytes",
-    "fmt_ratio",
-    "hardware",
-    "hardware_line",
-    "arch_config",
-    "interleave",
-    "load_arch",
-    "md_table",
-    "model_names",
-    "paired_ratio",
-    "resolve_device",
-    "resolve_dtype",
-    "select_device",
-    "settings_hash",
-    "share_weights_copy",
-    "synchronize",
-    "time_call",
-]
-
-
-def write_table(folder: Path, name: str, md: str, rows: list[dict], columns: Iterable[str]) -> None:
-    """Write ``<folder>/<name>.md`` and its CSV twin (one dict per row, ``columns`` order)."""
-    (folder / f"{name}.md").write_text(md)
-    with open(folder / f"{name}.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, columns)
-        writer.writeheader()
-        writer.writerows(rows)
+def save_record(record: dict[str, Any], results_dir: Path) -> Path:
+    """Write ``results_dir/runs/<experiment>/<run_id>.json``; returns its path."""
+    path = results_dir / "runs" / record["experiment"] / f"{record['run_id']}.json"
+    write_atomic(path, record)
+    return path

@@ -1,7 +1,7 @@
 """The paper's published numbers, to print beside ours (Hu et al. 2021).
 
 Source: /work/shared/reference/paper.md §1.2 (Table 2, GLUE dev, ×100, median of 5
-seeds) and §1.3 (Table 3, E2E). ``prior`` marks the ``*`` rows the paper copied
+seeds), §1.3 (Table 3, E2E) and §3 (Table 1, inference latency). ``prior`` marks the ``*`` rows the paper copied
 from earlier work; ``houlsby_setup`` marks its ``†`` rows (sequence length 128,
 fixed batch size, no MNLI initialisation).
 """
@@ -9,6 +9,7 @@ fixed batch size, no MNLI initialisation).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 GLUE_COLUMNS = ("mnli", "sst2", "mrpc", "cola", "qnli", "qqp", "rte", "stsb")
 
@@ -101,3 +102,27 @@ TABLE3: list[PaperRow] = [
 def paper_rows(table: list[PaperRow], model: str, method: str) -> list[PaperRow]:
     """Rows of ``table`` for a harness (model, method) pair; empty when none match."""
     return [row for row in table if row.model == model and row.method == method]
+
+
+#: Paper Table 1 (§3; NVIDIA Quadro RTX 8000, 100 trials, GPT-2 medium): (batch, seq) ->
+#: adapter budget |Θ|, then (mean ms, ±, overhead %) per row; "base" is "Fine-Tune/LoRA".
+PAPER_TABLE1: dict[tuple[int, int], dict[str, Any]] = {
+    (32, 512): {
+        "budget": 500_000,
+        "base": (1449.4, 0.8, 0.0),
+        "adapter_l": (1482.0, 1.0, 2.2),
+        "adapter_h": (1492.2, 1.0, 3.0),
+    },
+    (16, 256): {
+        "budget": 11_000_000,
+        "base": (338.0, 0.6, 0.0),
+        "adapter_l": (354.8, 0.5, 5.0),
+        "adapter_h": (366.3, 0.5, 8.4),
+    },
+    (1, 128): {
+        "budget": 11_000_000,
+        "base": (19.8, 2.7, 0.0),
+        "adapter_l": (23.9, 2.1, 20.7),
+        "adapter_h": (25.8, 2.2, 30.3),
+    },
+}

@@ -1,0 +1,222 @@
+"""Causal-LM pieces every generation task shares (E2E, WebNLG, DART): the prompt format,
+training pairs with the loss on the completion only, the padding collator, the in-memory
+best-epoch snapshot, and batched beam search.
+
+Training follows the LoRA code (``examples/NLG/src/gpt2_ft.py``; paper §D.3): each
+(context, reference) pair is ``context + <sep>`` followed by ``" " + reference + <eos>``,
+and the loss covers only the reference and its end token (context labels are -100).
+GPT-2's ``<sep>`` and ``<eos>`` are both ``<|endoftext|>``; a BERT decoder uses
+``[CLS] context [SEP] reference [SEP]``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from omegaconf import DictConfig
+from tqdm.auto import tqdm
+from transformers import (
+    GenerationConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    TrainerCallback,
+)
+
+__all__ = ["CompletionCollator", "KeepBestEpoch", "SequenceFormat", "beam_decode", "encode_pair"]
+
+
+@dataclass(frozen=True)
+class SequenceFormat:
+    """Special tokens around the context and the reference.
+
+    Attributes:
+        prefix: ids before the context (``[CLS]`` for BERT, none for GPT-2).
+        eos: id that ends the context and the reference (GPT-2 ``<|endoftext|>``,
+            BERT ``[SEP]``); generation stops on it.
+        pad: padding id (never trained on: labels are -100, attention mask 0).
+    """
+
+    prefix: tuple[int, ...]
+    eos: int
+    pad: int
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer: PreTrainedTokenizerBase) -> SequenceFormat:
+        """GPT-2 style when the tokenizer has an EOS token, else BERT style.
+
+        Raises:
+            ValueError: the tokenizer has neither an EOS nor a SEP token.
+        """
+        eos = (
+            tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+        )
+        if eos is None:
+            raise ValueError(f"{type(tokenizer).__name__} has no eos or sep token to end outputs")
+        cls_id = tokenizer.cls_token_id if tokenizer.eos_token_id is None else None
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+        return cls(prefix=() if cls_id is None else (cls_id,), eos=eos, pad=pad)
+
+    def context_ids(self, tokenizer: PreTrainedTokenizerBase, context: str) -> list[int]:
+        """``prefix + tokens(context) + [eos]``: the prompt of training and decoding."""
+        ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+        return [*self.prefix, *ids, self.eos]
+
+
+def encode_pair(
+    tokenizer: PreTrainedTokenizerBase,
+    fmt: SequenceFormat,
+    context: str,
+    reference: str,
+    max_length: int,
+) -> dict[str, list[int]]:
+    """Token ids and labels of one training pair; labels are -100 over the context.
+
+    The reference is cut (losing its end token) when the pair exceeds ``max_length``.
+
+    Raises:
+        ValueError: the context alone leaves no room for the reference.
+    """
+    context_ids = fmt.context_ids(tokenizer, context)
+    room = max_length - len(context_ids)
+    if room < 1:
+        raise ValueError(
+            f"context of {len(context_ids)} tokens leaves no room in train.max_seq_length="
+            f"{max_length}: {context!r}"
+        )
+    target = [*tokenizer(" " + reference, add_special_tokens=False)["input_ids"], fmt.eos]
+    target = target[:room]
+    return {"input_ids": context_ids + target, "labels": [-100] * len(context_ids) + target}
+
+
+@dataclass
+class CompletionCollator:
+    """Right-pad a batch of :func:`encode_pair` features into tensors.
+
+    Attributes:
+        pad_id: id written into padded ``input_ids`` (labels get -100, the mask 0).
+        prompt_lengths: also pass ``prompt_lengths`` (context length per example), which
+            the prefix methods need to put their infix after the context when the
+            Trainer's label smoother hides the labels from the model.
+    """
+
+    pad_id: int
+    prompt_lengths: bool = False
+
+    def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        """``input_ids``, ``attention_mask``, ``labels``: (B, T) long, T = the longest
+        example; ``prompt_lengths``: (B,) when asked for."""
+        width = max(len(f["input_ids"]) for f in features)
+        ids = torch.full((len(features), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(features), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(features), width), dtype=torch.long)
+        for row, f in enumerate(features):
+            n = len(f["input_ids"])
+            ids[row, :n] = torch.tensor(f["input_ids"])
+            labels[row, :n] = torch.tensor(f["labels"])
+            mask[row, :n] = 1
+        batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        if self.prompt_lengths:
+            batch["prompt_lengths"] = (labels != -100).long().argmax(1)
+        return batch
+
+
+class KeepBestEpoch(TrainerCallback):
+    """Snapshot, in memory, the trainable weights at the evaluation with the lowest loss.
+
+    Only parameters with ``requires_grad`` change during training, so copying those
+    (1.6 MB for GPT-2 M LoRA; the whole model under full fine-tuning) is enough.
+
+    Args:
+        model: the model being trained (the snapshot is taken from and restored to it).
+        key: the metric to minimise, e.g. ``"eval_dev_loss"``.
+    """
+
+    def __init__(self, model: torch.nn.Module, key: str) -> None:
+        self.model, self.key = model, key
+        self.best_loss = math.inf
+        self.best_epoch: float | None = None
+        self.weights: dict[str, torch.Tensor] | None = None
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        loss = (metrics or {}).get(self.key)
+        if loss is not None and loss < self.best_loss:
+            self.best_loss, self.best_epoch = loss, round(float(state.epoch), 2)
+            self.weights = {
+                name: p.detach().clone()
+                for name, p in self.model.named_parameters()
+                if p.requires_grad
+            }
+
+    def restore(self) -> None:
+        """Load the best snapshot back into the model (no-op before any evaluation)."""
+        if self.weights is None:
+            return
+        with torch.no_grad():
+            for name, p in self.model.named_parameters():
+                if name in self.weights:
+                    p.copy_(self.weights[name])
+
+
+def beam_decode(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    fmt: SequenceFormat,
+    contexts: list[str],
+    decode: DictConfig,
+    max_positions: int,
+) -> list[list[int]]:
+    """Beam-search each context once; returns the new token ids per context, in order.
+
+    Each returned list holds the generated ids (end token and any padding after it
+    included; the tokenizer's ``skip_special_tokens`` drops them).
+
+    Contexts are sorted by length and decoded ``decode.batch_size`` at a time with
+    left padding (position ids follow the attention mask), so the output matches
+    decoding them one by one up to float rounding.
+
+    Args:
+        max_positions: positions the model can attend to (after virtual tokens).
+
+    Raises:
+        ValueError: the longest context plus ``decode.max_new_tokens`` exceeds
+            ``max_positions``.
+    """
+    prompts = [fmt.context_ids(tokenizer, c) for c in contexts]
+    longest = max(map(len, prompts))
+    if longest + decode.max_new_tokens > max_positions:
+        raise ValueError(
+            f"a {longest}-token context + task.decode.max_new_tokens={decode.max_new_tokens} "
+            f"exceeds the model's {max_positions} usable positions"
+        )
+    gen = GenerationConfig(
+        num_beams=decode.num_beams,
+        length_penalty=decode.length_penalty,
+        no_repeat_ngram_size=decode.no_repeat_ngram_size,
+        max_new_tokens=decode.max_new_tokens,
+        do_sample=False,
+        eos_token_id=fmt.eos,
+        pad_token_id=fmt.pad,
+    )
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    outputs: list[list[int]] = [[] for _ in prompts]
+    model.eval()
+    with torch.no_grad(), tqdm(total=len(prompts), desc="decode", unit="MR") as bar:
+        for start in range(0, len(order), decode.batch_size):
+            rows = order[start : start + decode.batch_size]
+            width = max(len(prompts[i]) for i in rows)
+            ids = torch.full((len(rows), width), fmt.pad, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for r, i in enumerate(rows):
+                ids[r, width - len(prompts[i]) :] = torch.tensor(prompts[i])
+                mask[r, width - len(prompts[i]) :] = 1
+            out = model.generate(
+                input_ids=ids.to(model.device),
+                attention_mask=mask.to(model.device),
+                generation_config=gen,
+            )
+            for r, i in enumerate(rows):
+                outputs[i] = out[r, width:].tolist()
+            bar.update(len(rows))
+    return outputs

