@@ -85,7 +85,7 @@ e2e-demo: install ## E2E NLG (Table 3's task): FT vs LoRA, MiniLM-L6 decoder (~3
 
 analysis: install ## Paper §7: Table 7, Figures 3-4 from 4 saved LoRA adapters (MiniLM, SST-2; ~25 min, 2 CPU cores)
 	$(PY) -m experiments.train experiment=analysis_minilm $(ARGS)
-	$(PY) -m experiments.analysis
+	$(PY) -m experiments.analysis --results-dir $(RESULTS) --tables $(RESULTS)/tables --figures $(RESULTS)/figures
 
 clean: ## Remove Trainer scratch space and Hydra logs (records are kept)
 	rm -rf outputs multirun .pytest_cache .ruff_cache

@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
     from experiments.core.runner import Family
 
 #: family -> its task names, in the order error messages list them
@@ -83,3 +85,22 @@ def known_tasks() -> dict[str, Any]:
     """Task name -> task spec, over every family (imports the families)."""
     families = __getattr__("FAMILIES")
     return {name: spec for f in families.values() for name, spec in f.tasks.items()}
+
+
+def data_fingerprint(cfg: DictConfig) -> str:
+    """Fingerprint of the data a run of ``cfg`` reads (its task family lists the files).
+
+    Raises:
+        FileNotFoundError: a local data file is missing.
+    """
+    from experiments.core import records
+
+    family = __getattr__("FAMILIES")[cfg.task.family]
+    return records.data_fingerprint(family.data_files(cfg), family.hub_dataset)
+
+
+def run_id(cfg: DictConfig) -> str:
+    """The run id of ``cfg`` (:func:`experiments.core.records.run_id`) with its data."""
+    from experiments.core import records
+
+    return records.run_id(cfg, data_fingerprint(cfg))

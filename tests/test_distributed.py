@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from experiments.core import distributed
 from tests.conftest import ROOT
 from tests.test_harness import tiny_model_dir, tiny_overrides  # noqa: F401 (fixture)
@@ -79,3 +81,71 @@ def test_torchrun_two_ranks_one_record_whole_dev_set(tiny_model_dir, tmp_path): 
     assert sorted(p.name for p in sweeps[0].iterdir() if p.is_dir()) == ["0", "1"]
     replica = [p for p in (hydra_root / "replica1").rglob("*") if p.is_file()]
     assert all(p.name == "multirun.yaml" for p in replica), replica
+
+
+def _fsdp_step(rank: int, port: int, out: dict) -> None:
+    import torch
+    import torch.distributed as dist
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+    from torch.distributed.fsdp.wrap import ModuleWrapPolicy
+    from transformers.models.bert.modeling_bert import BertLayer
+
+    from lora.methods import make_method
+    from tests.conftest import tiny_bert
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=RANKS)
+    try:
+        model = tiny_bert()
+        make_method("lora", r=4, targets=["q", "v"]).apply(model)
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        # one FSDP unit per block, as TRANSFORMER_BASED_WRAP does
+        wrap = dict(auto_wrap_policy=ModuleWrapPolicy({BertLayer}), device_id=torch.device("cpu"))
+        try:
+            FSDP(model, use_orig_params=False, **wrap)
+            out[f"flat{rank}"] = "wrapped"
+        except ValueError as err:
+            out[f"flat{rank}"] = f"error: {err}"
+        model = tiny_bert()
+        make_method("lora", r=4, targets=["q", "v"]).apply(model)
+        wrapped = FSDP(model, use_orig_params=True, **wrap)
+        trainable = [p for p in wrapped.parameters() if p.requires_grad]
+        opt = torch.optim.SGD(trainable, lr=1.0)
+        ids = torch.randint(1, 100, (4, 8), generator=torch.Generator().manual_seed(rank))
+        wrapped(input_ids=ids, labels=torch.tensor([0, 1, 0, 1])).loss.backward()
+        opt.step()
+        with FSDP.summon_full_params(wrapped):
+            after = {n.replace("_fsdp_wrapped_module.", ""): p.detach().clone()
+                     for n, p in wrapped.named_parameters()}  # fmt: skip
+        # name -> sum of the new values, to compare the ranks' updates
+        out[rank] = {n: float(after[n].sum()) for n, p in before.items()
+                     if not torch.equal(p, after[n])}  # fmt: skip
+    finally:
+        dist.destroy_process_group()
+
+
+def test_fsdp_with_lora_needs_use_orig_params():
+    """What conf/accelerate/fsdp_lora.yaml relies on, checked with torch's FSDP on gloo
+    (accelerate itself builds FSDP only on GPUs): frozen and trainable tensors in one
+    block need use_orig_params, and then only LoRA and the head train."""
+    import torch.multiprocessing as mp
+    import yaml
+
+    conf = yaml.safe_load((ROOT / "conf" / "accelerate" / "fsdp_lora.yaml").read_text())
+    assert conf["distributed_type"] == "FSDP"
+    assert conf["fsdp_config"]["fsdp_use_orig_params"] is True
+    assert conf["fsdp_config"]["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+
+    out = mp.Manager().dict()
+    mp.spawn(_fsdp_step, args=(_free_port(), out), nprocs=RANKS)
+    assert all("requires_grad" in out[f"flat{r}"] for r in range(RANKS)), dict(out)
+    # different batches per rank, yet the same update: gradients were reduced
+    assert out[0] == pytest.approx(out[1])
+    from lora.methods import make_method
+    from tests.conftest import tiny_bert
+
+    model = tiny_bert()
+    make_method("lora", r=4, targets=["q", "v"]).apply(model)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    lora_b = {n for n in trainable if "lora_B" in n}  # lora_A's first gradient is 0 (B = 0)
+    assert lora_b and lora_b <= set(out[0]) <= trainable, set(out[0]) ^ trainable

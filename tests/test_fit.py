@@ -12,7 +12,8 @@ import torch
 from transformers import TrainingArguments
 
 from experiments.core.fit import NonFiniteError, fit
-from experiments.core.records import record_path, run_id
+from experiments.core.records import record_path
+from experiments.tasks import run_id
 from experiments.train import run
 from tests.test_config import compose_cfg
 from tests.test_harness import tiny_overrides

@@ -9,8 +9,9 @@ import pytest
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
 from experiments.core.models import resolve_pretrained
-from experiments.core.records import load_records, record_path, run_id
+from experiments.core.records import load_records, record_path
 from experiments.report.tables import write_tables
+from experiments.tasks import run_id
 from experiments.train import run
 from tests.conftest import FIXTURES
 from tests.test_config import compose_cfg

@@ -16,10 +16,10 @@ from experiments.core.records import (
     code_version,
     is_stale,
     record_path,
-    run_id,
     write_atomic,
 )
 from experiments.core.runner import Family
+from experiments.tasks import data_fingerprint, run_id
 from tests.conftest import FIXTURES
 from tests.test_config import compose_cfg
 
@@ -76,10 +76,8 @@ def test_id_follows_the_data_contents_not_its_folder(data_copy, tmp_path):
 def test_hub_data_is_fingerprinted_by_its_dataset_id(tmp_path, monkeypatch):
     monkeypatch.delenv("LORA_DATA_DIR", raising=False)
     cfg = compose_cfg(["data.dir=null", "task=sst2"])
-    assert records.identity(cfg)["data"]["fingerprint"] == "hub:nyu-mll/glue"
-    assert records.identity(compose_cfg(["data.dir=null", "task=e2e"]))["data"][
-        "fingerprint"
-    ].startswith("hub:")
+    assert records.identity(cfg, data_fingerprint(cfg))["data"]["fingerprint"] == "hub:nyu-mll/glue"
+    assert data_fingerprint(compose_cfg(["data.dir=null", "task=e2e"])).startswith("hub:")
 
 
 def test_each_file_is_hashed_once_per_process(data_copy, tmp_path, monkeypatch):
@@ -187,3 +185,10 @@ def test_rerun_stale_replaces_a_record_of_other_code(data_copy, tmp_path):
     assert runner.run_point(cfg, fams).status == "skipped"  # rerun_stale=false: kept
     assert runner.run_point(stale, fams).status == "done" and len(calls) == 2
     assert _strict_load(path)["provenance"]["code_version"] == code_version()
+
+
+def test_id_covers_the_number_of_processes(data_copy, tmp_path, monkeypatch):
+    cfg = compose_cfg(["task=rte", f"data.dir={data_copy}", f"paths.results_dir={tmp_path}"])
+    single = run_id(cfg)
+    monkeypatch.setattr(records.distributed, "world_size", lambda: 2)
+    assert run_id(cfg) != single  # 2 processes double the effective batch

@@ -7,7 +7,6 @@ nothing here starts a process group unless a run really has several processes.
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
@@ -59,12 +58,6 @@ def replica_overrides() -> list[str]:
         f"hydra.run.dir=${{paths.output_dir}}/hydra/replica{r}",
         f"hydra.sweep.dir=${{paths.output_dir}}/hydra/replica{r}",
     ]
-
-
-def quiet_replicas() -> None:
-    """Warnings only from ranks > 0 (for runs started without the Hydra entry point)."""
-    if not is_main():
-        logging.getLogger("experiments").setLevel(logging.WARNING)
 
 
 def accelerate_type() -> str | None:

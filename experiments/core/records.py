@@ -80,34 +80,27 @@ def data_fingerprint(files: list[Path], hub_dataset: str) -> str:
     return f"sha256:{h.hexdigest()}"
 
 
-def run_data_fingerprint(cfg: DictConfig) -> str:
-    """Fingerprint of the data a run of ``cfg`` reads (the task family lists the files)."""
-    from experiments.tasks import FAMILIES  # imports the families: after validation
-
-    family = FAMILIES[cfg.task.family]
-    return data_fingerprint(family.data_files(cfg), family.hub_dataset)
-
-
-def identity(cfg: DictConfig, fingerprint: str | None = None) -> dict[str, Any]:
+def identity(cfg: DictConfig, fingerprint: str) -> dict[str, Any]:
     """The settings a run id hashes: the resolved config minus :data:`_NOT_IDENTITY`,
-    with ``data.dir`` replaced by the data's fingerprint."""
+    with ``data.dir`` replaced by the data's fingerprint, plus the number of processes
+    when it is above 1."""
     resolved = {k: OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v
                 for k, v in cfg.items() if k not in _NOT_IDENTITY}  # fmt: skip
     data = {k: v for k, v in resolved.get("data", {}).items() if k != "dir"}
-    data["fingerprint"] = fingerprint if fingerprint is not None else run_data_fingerprint(cfg)
+    data["fingerprint"] = fingerprint
     resolved["data"] = data
+    if distributed.world_size() > 1:  # the effective batch is per-device batch x processes
+        resolved["world_size"] = distributed.world_size()
     return resolved
 
 
-def run_id(cfg: DictConfig, fingerprint: str | None = None) -> str:
+def run_id(cfg: DictConfig, fingerprint: str) -> str:
     """Deterministic id of a run: ``<model>-<task>-<method>-s<seed>-<hash8>``.
 
     Args:
         cfg: the composed run config.
-        fingerprint: the data's fingerprint; by default computed from the files.
-
-    Raises:
-        FileNotFoundError: a local data file is missing.
+        fingerprint: the data's fingerprint (:func:`data_fingerprint` of the files the
+            task family reads; ``experiments.tasks.run_id`` looks them up).
     """
     ident = identity(cfg, fingerprint)
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:8]

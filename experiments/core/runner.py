@@ -22,11 +22,11 @@ from experiments.core import distributed
 from experiments.core.data import DataError
 from experiments.core.records import (
     build_record,
+    data_fingerprint,
     failure_record,
     is_stale,
     one_line,
     record_path,
-    run_data_fingerprint,
     run_id,
     write_atomic,
 )
@@ -114,7 +114,8 @@ def run_point(cfg: DictConfig, families: Families) -> Outcome:
             f"invalid setting task.family: task {cfg.task.name!r} is not in family {family!r}"
         )
     try:
-        rid = run_id(cfg, run_data_fingerprint(cfg))
+        fam = families[family]
+        rid = run_id(cfg, data_fingerprint(fam.data_files(cfg), fam.hub_dataset))
     except FileNotFoundError as err:  # a local data file is missing: a setting to fix
         raise ConfigError(f"invalid setting data.dir: {one_line(err)}") from None
     done = record_path(cfg, rid)

@@ -259,6 +259,8 @@ def build_variant(base: nn.Module, v: Variant, seed: int) -> tuple[nn.Module, in
     model = share_weights_copy(base)
     settings = dict(v.method)
     torch.manual_seed(seed)  # the merged and unmerged LoRA variants get the same A
+    # Inference in the base dtype, as the paper times it: no fp32 upcast of the adapters.
+    settings.setdefault("autocast_adapter_dtype", False)
     make_method(settings.pop("name"), **settings).apply(model)
     params = count_parameters(model).method
     if v.kind.startswith("lora"):

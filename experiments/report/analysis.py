@@ -22,6 +22,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -99,7 +100,7 @@ def adapter_dir(record: dict[str, Any], root: Path = Path(".")) -> Path:
 def recreate_hint(record: dict[str, Any], results_dir: Path) -> str:
     """The command that trains a record's run again, adapter included."""
     rec = results_dir / "runs" / record["experiment"] / f"{record['run_id']}.json"
-    return f"rm {rec} && make analysis"
+    return f"rm {rec} && make analysis RESULTS={results_dir}"
 
 
 def load_adapter_factors(record: dict[str, Any], root: Path = Path(".")) -> Adapter:
@@ -303,7 +304,8 @@ def table7_markdown(rows: list[dict[str, Any]], layer: int, n_layers: int, notes
         "",
         *every,
         "",
-        "Rebuild: `make analysis` (trains missing runs, then `python -m experiments.analysis`).",
+        "Rebuild: `make analysis RESULTS=results` (trains missing runs, then "
+        "`python -m experiments.analysis --results-dir results`).",
         "",
     ]
     return "\n".join(lines)
@@ -373,6 +375,7 @@ def figure3(small: Adapter, large: Adapter, path: Path, targets=("q", "v"),
         len(layers), n_cols, figsize=(2.6 * n_cols + 1.5, 1.45 * len(layers) + 1.0),
         gridspec_kw={"width_ratios": [3] * len(targets) + [1] * len(targets)},
         squeeze=False,
+        layout="constrained",
     )  # fmt: skip
     im = None
     for row, lay in enumerate(layers):
@@ -417,7 +420,7 @@ def figure4(run_1: Adapter, run_2: Adapter, path: Path, targets=("q", "v"),
                                     torch.randn(a.shape, generator=g))  # fmt: skip
     n_cols = len(targets) + 1
     fig, axes = plt.subplots(len(layers), n_cols, figsize=(2.4 * n_cols + 1.5,
-                             2.1 * len(layers) + 0.8), squeeze=False)  # fmt: skip
+                             2.1 * len(layers) + 0.8), squeeze=False, layout="constrained")  # fmt: skip
     im = None
     for row, lay in enumerate(layers):
         top = row == 0
@@ -594,7 +597,7 @@ def build(results_dir: Path, experiment: str, tables: Path, figures: Path,
     if replay_init:
         pairs = {"Figure 3": (adapters[(8, seed3)], adapters[(64, seed3)]),
                  "Figure 4": (adapters[(64, seeds64[0])], adapters[(64, seeds64[1])])}  # fmt: skip
-        summary += init_summary(pairs, d_in)
+        summary += "\n" + init_summary(pairs, d_in)
     (figures / "subspace_similarity.md").write_text(summary)
     written.append(figures / "subspace_similarity.md")
     return written
@@ -604,9 +607,11 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m experiments.analysis [--experiment NAME] [--layer N] ...``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiment", default=EXPERIMENT, help="records' experiment name")
-    parser.add_argument("--results-dir", type=Path, default=Path("results"))
-    parser.add_argument("--tables", type=Path, default=Path("results/tables"))
-    parser.add_argument("--figures", type=Path, default=Path("results/figures"))
+    # the same default as conf/config.yaml's paths.results_dir
+    default = Path(os.environ.get("LORA_RESULTS_DIR") or "results/local")
+    parser.add_argument("--results-dir", type=Path, default=default)
+    parser.add_argument("--tables", type=Path, help="default: <results-dir>/tables")
+    parser.add_argument("--figures", type=Path, help="default: <results-dir>/figures")
     parser.add_argument("--layer", type=int, default=None,
                         help="Table 7's layer (0-based; default: the middle one)")  # fmt: skip
     parser.add_argument("--no-init", action="store_true",
@@ -614,7 +619,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        paths = build(args.results_dir, args.experiment, args.tables, args.figures, args.layer,
+        tables = args.tables or args.results_dir / "tables"
+        figures = args.figures or args.results_dir / "figures"
+        paths = build(args.results_dir, args.experiment, tables, figures, args.layer,
                       replay_init=not args.no_init)  # fmt: skip
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
