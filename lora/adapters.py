@@ -41,8 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lora.arch import arch_spec, find_blocks, get_submodule, set_submodule
-from lora.methods import MethodConfig, register_method
 from lora.params import cast_adapter_dtype, mark_trainable
+from lora.registry import MethodConfig, register_method
 
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "swish": F.silu, "silu": F.silu, "tanh": torch.tanh}
 #: Substring of every adapter parameter name (``adapter_down``, ``adapter_up``, ``adapter_norm``).

@@ -20,8 +20,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from lora.methods import MethodConfig, make_method, meta_skeleton
+from lora.methods import make_method
 from lora.peft_format import export_peft, load_peft, shape_error
+from lora.registry import MethodConfig, meta_skeleton
 
 WEIGHTS_NAME = "adapter_model.safetensors"
 CONFIG_NAME = "adapter_config.json"

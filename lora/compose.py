@@ -32,7 +32,7 @@ from typing import Any
 
 from torch import nn
 
-from lora.methods import METHODS, MethodConfig, make_method, meta_skeleton
+from lora.registry import METHODS, MethodConfig, build_method, meta_skeleton
 
 #: Fields of :class:`MethodConfig` that the composed method sets for all its parts.
 SHARED = ("modules_to_save", "autocast_adapter_dtype")
@@ -182,7 +182,7 @@ def compose_method(name: str, **kwargs: Any) -> ComposedConfig:
         if inside:
             raise ValueError(f"set {inside[0]} on {name!r}, not inside its part {part!r}")
         try:
-            configs.append(make_method(part, **settings, **shared))
+            configs.append(build_method(part, **settings, **shared))
         except ValueError as err:
             raise ValueError(f"{part}: {err}") from None
     if len(configs) < len(parts):  # same part twice: rebuild the list to report it

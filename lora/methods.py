@@ -5,51 +5,33 @@ adapts a model; every method freezes the backbone itself and leaves the task hea
 trainable, so the trainer needs no method-specific code. Configs validate their
 fields in ``__post_init__`` (as PEFT's ``LoraConfig`` does), so bad values fail with
 a one-line ``ValueError`` before any model is loaded.
+
+The registry base (:class:`MethodConfig`, :data:`METHODS`, :func:`register_method`,
+:func:`meta_skeleton`) lives in :mod:`lora.registry` and is re-exported here.
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import torch
 from torch import nn
 
+# The baselines register themselves (lora.registry.register_method) on import, so
+# importing them here puts every method in METHODS before make_method runs.
+import lora.adapters  # noqa: F401
+import lora.prefix  # noqa: F401
+import lora.selective  # noqa: F401
+import lora.vera  # noqa: F401
 from lora.arch import TARGET_NAMES, canonical_targets
+from lora.compose import compose_method
 from lora.inject import apply_lora
 from lora.layers import INIT_SCHEMES
 from lora.params import BIAS_MODES
+from lora.registry import METHODS, MethodConfig, build_method, meta_skeleton, register_method
 
 
-@dataclass
-class MethodConfig:
-    """Base class of method configs.
-
-    Attributes:
-        modules_to_save: head modules trained fully under the method; ``None`` uses
-            the architecture's head (:attr:`lora.arch.ArchSpec.head`).
-        autocast_adapter_dtype: on an fp16/bf16 base model, keep the parameters the
-            method adds (LoRA A/B, adapters, prefixes) in fp32 so that fp16 training
-            with a GradScaler works; ``False`` keeps them in the base dtype. Same name
-            and default as peft; no effect on methods that add no parameters (FT,
-            BitFit, FT^Top2) or on fp32 models. See :func:`lora.params.cast_adapter_dtype`.
-    """
-
-    name: ClassVar[str] = ""
-    modules_to_save: list[str] | None = None
-    autocast_adapter_dtype: bool = True
-
-    def apply(self, model: nn.Module) -> nn.Module:
-        """Adapt ``model`` in place and set ``requires_grad``; returns the model."""
-        raise NotImplementedError
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable fields plus ``method`` (the registry name)."""
-        return {"method": self.name, **dataclasses.asdict(self)}
-
-
+@register_method
 @dataclass
 class FullFTConfig(MethodConfig):
     """Full fine-tuning (FT): every parameter is updated (paper §5.1)."""
@@ -62,6 +44,7 @@ class FullFTConfig(MethodConfig):
         return model
 
 
+@register_method
 @dataclass
 class LoraConfig(MethodConfig):
     """LoRA (paper §4.1): rank-r updates on the chosen attention matrices.
@@ -130,33 +113,6 @@ class LoraConfig(MethodConfig):
         )
 
 
-def meta_skeleton(model: nn.Module) -> nn.Module:
-    """A weightless copy of ``model`` (meta device) to rehearse ``method.apply`` on.
-
-    Built from ``model.config`` when it has one; otherwise a deep copy (real memory).
-    """
-    config = getattr(model, "config", None)
-    if config is not None:
-        try:
-            with torch.device("meta"):
-                return type(model)(copy.deepcopy(config))
-        except Exception:  # noqa: BLE001 - not buildable from its config: copy instead
-            pass
-    return copy.deepcopy(model)
-
-
-METHODS: dict[str, type[MethodConfig]] = {
-    FullFTConfig.name: FullFTConfig,
-    LoraConfig.name: LoraConfig,
-}
-
-
-def register_method(cls: type[MethodConfig]) -> type[MethodConfig]:
-    """Class decorator adding a :class:`MethodConfig` subclass to :data:`METHODS`."""
-    METHODS[cls.name] = cls
-    return cls
-
-
 def make_method(name: str, **kwargs: Any) -> MethodConfig:
     """Build and validate the config of method ``name``.
 
@@ -170,31 +126,9 @@ def make_method(name: str, **kwargs: Any) -> MethodConfig:
             invalid composition.
     """
     if isinstance(name, str) and "+" in name:
-        from lora.compose import compose_method  # lora.compose imports this module
-
         return compose_method(name, **kwargs)
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; known: {', '.join(sorted(METHODS))}")
-    cls = METHODS[name]
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(kwargs) - fields)
-    if unknown:
-        raise ValueError(
-            f"method {name!r} has no setting(s) {', '.join(unknown)}; "
-            f"its settings: {', '.join(sorted(fields))}"
-        )
-    flag = kwargs.get("autocast_adapter_dtype", True)
-    if not isinstance(flag, bool):
-        raise ValueError(f"autocast_adapter_dtype must be true or false; got {flag!r}")
-    return cls(**kwargs)
+    return build_method(name, **kwargs)
 
-
-# The baselines register themselves with @register_method; they subclass MethodConfig,
-# so they are imported last.
-import lora.adapters  # noqa: E402, F401
-import lora.prefix  # noqa: E402, F401
-import lora.selective  # noqa: E402, F401
-import lora.vera  # noqa: E402, F401
 
 __all__ = [
     "METHODS",
@@ -203,5 +137,6 @@ __all__ = [
     "LoraConfig",
     "MethodConfig",
     "make_method",
+    "meta_skeleton",
     "register_method",
 ]

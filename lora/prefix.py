@@ -62,8 +62,8 @@ import torch
 from torch import nn
 
 from lora.arch import ArchSpec, arch_spec, find_blocks, get_submodule
-from lora.methods import MethodConfig, register_method
 from lora.params import cast_adapter_dtype, mark_trainable
+from lora.registry import MethodConfig, register_method
 
 #: Attribute of the backbone holding the prefix module; also the parameters' name key.
 PREFIX_ATTR = "prefix_tuning"

@@ -20,8 +20,8 @@ from typing import ClassVar
 from torch import nn
 
 from lora.arch import find_blocks, module_name
-from lora.methods import MethodConfig, register_method
 from lora.params import mark_trainable
+from lora.registry import MethodConfig, register_method
 
 
 @register_method

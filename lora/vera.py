@@ -28,8 +28,8 @@ from transformers.pytorch_utils import Conv1D
 from lora.arch import canonical_targets, set_submodule
 from lora.inject import freeze_base, plan_injection
 from lora.layers import LoRALayer, _features, adapter_dtype
-from lora.methods import MethodConfig, register_method
 from lora.params import BIAS_MODES
+from lora.registry import MethodConfig, register_method
 
 VERA_PARAM_KEY = "vera_lambda_"
 
