@@ -270,3 +270,19 @@ def test_protocol_on_cuda(tmp_path):
     record, _ = _run_tiny(tmp_path, ["device=cuda", "trials=3"])
     assert record["hardware"]["gpu"] and record["settings"]["device"] == "cuda"
     assert all(p["results"]["base"]["stats"]["mean"] > 0 for p in record["points"])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known defect: Hydra resolves config_path='../../conf' by module for "
+    "experiments.perf.latency when run as `python -m experiments.latency`; `make latency` "
+    "passes --config-path until the decorator moves into the entry file",
+)
+@pytest.mark.parametrize("entry", ["experiments.latency", "experiments.bench"])
+def test_module_entry_points_find_their_config(entry):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", entry, "--cfg", "job"], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
