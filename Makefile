@@ -86,7 +86,7 @@ e2e-demo: install ## E2E NLG, Table 3's GPT-2 M rows on SmolLM2-135M, offline (F
 
 analysis: install ## Paper §7: Table 7, Figures 3-4 from 4 saved LoRA adapters (MiniLM, SST-2; ~25 min, 2 CPU cores)
 	$(PY) -m experiments.train experiment=analysis_minilm $(ARGS)
-	$(PY) -m experiments.analysis --results-dir $(RESULTS) --tables $(RESULTS)/tables --figures $(RESULTS)/figures
+	$(PY) -m experiments.analysis --results-dir $(RESULTS) --tables $(RESULTS)/analysis --figures $(RESULTS)/analysis
 
 clean: ## Remove Trainer scratch space and Hydra logs (records are kept)
 	rm -rf outputs multirun .pytest_cache .ruff_cache
