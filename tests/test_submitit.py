@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.conftest import FIXTURES, ROOT
-from tests.test_harness import tiny_model_dir, tiny_overrides  # noqa: F401 (fixture)
+from tests.test_harness import tiny_overrides
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from tests.conftest import ROOT
-from tests.test_harness import tiny_model_dir, tiny_overrides  # noqa: F401 (fixture)
+from tests.test_harness import tiny_overrides
 
 
 def multirun(*args: str) -> subprocess.CompletedProcess:
