@@ -75,14 +75,47 @@ params: install ## Parameter counts without weights: ARGS="model=roberta-base me
 	$(PY) -m experiments.params $(ARGS)
 
 latency: install ## Inference latency, paper Table 1/Fig. 5 (CPU ~10 min; GPU: ARGS="preset=table1 device=cuda")
-	$(PY) -m experiments.latency --config-path $(CURDIR)/conf $(ARGS)
+	$(PY) -m experiments.latency $(ARGS)
 
 bench: install ## Training step time, peak memory, checkpoint size: LoRA vs full FT and vs peft (CPU ~8 min)
-	$(PY) -m experiments.bench --config-path $(CURDIR)/conf $(ARGS)
+	$(PY) -m experiments.bench $(ARGS)
 
 e2e-demo: install ## E2E NLG, Table 3's GPT-2 M rows on SmolLM2-135M, offline (FT + LoRA rows: 8 min; all 5 unmeasured)
 	$(PY) -m experiments.train experiment=e2e_smollm2 $(ARGS)
 	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment e2e_smollm2
+
+webnlg-demo: install ## WebNLG, Table 14's GPT-2 M FT and LoRA rows on SmolLM2-135M, offline (~27 min estimated, 2 CPU cores)
+	$(PY) -m experiments.train experiment=webnlg_smollm2 $(ARGS)
+	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment webnlg_smollm2
+
+table5: install ## Paper Table 5: which matrices at a fixed budget, MiniLM-L6 SST-2/MRPC/STS-B x 3 seeds (63 runs, ~30 min estimated), resumable
+	$(PY) -m experiments.train experiment=table5_minilm $(ARGS)
+	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment table5_minilm
+
+table6: install ## Paper Table 6: r in {1,2,4,8,64} x {W_q; W_q,W_v; W_q,W_k,W_v,W_o}, MiniLM-L6 SST-2 x 3 seeds (45 runs, ~29 min estimated), resumable
+	$(PY) -m experiments.train experiment=table6_minilm $(ARGS)
+	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment table6_minilm
+
+table16: install ## Paper Table 16: FT/PreEmbed/PreLayer/LoRA on 100/1k/10k SST-2 examples, MiniLM-L6 (12 runs, ~25 min estimated), resumable
+	$(PY) -m experiments.train experiment=table16_sst2 $(ARGS)
+	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment table16_sst2
+
+table18: install ## Paper Table 18: LoRA r = 1..64 on E2E, SmolLM2-135M (7 runs, ~25 min estimated), resumable
+	$(PY) -m experiments.train experiment=table18_smollm2 $(ARGS)
+	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment table18_smollm2
+
+successors: install ## LoRA's successors: 9 methods x SST-2, MRPC, STS-B, same 3-trial lr search (held-out selection), 3 seeds, MiniLM-L6 (~45 min estimated; PRESET=successors_minilm_full ~10 h)
+	@start=$$(date +%s); p=$(or $(PRESET),successors_minilm); \
+	$(PY) -m experiments.successors --preset $$p $(ARGS); status=$$?; \
+	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment $$p; \
+	took=$$(( $$(date +%s) - start )); \
+	echo "make successors: wall time $$(( took / 60 )) min $$(( took % 60 )) s; table: $(RESULTS)/tables/$$p.md"; \
+	exit $$status
+
+report: install ## One page from the built tables: <results>/report/index.html + README.md (5 s)
+	$(PY) -m experiments.report_page --results-dir results
+	@if [ "$(RESULTS)" != results ] && [ -d "$(RESULTS)/tables" ]; then \
+	  $(PY) -m experiments.report_page --results-dir $(RESULTS); fi
 
 analysis: install ## Paper §7: Table 7, Figures 3-4 from 4 saved LoRA adapters (MiniLM, SST-2; ~25 min, 2 CPU cores)
 	$(PY) -m experiments.train experiment=analysis_minilm $(ARGS)
@@ -91,4 +124,4 @@ analysis: install ## Paper §7: Table 7, Figures 3-4 from 4 saved LoRA adapters 
 clean: ## Remove Trainer scratch space and Hydra logs (records are kept)
 	rm -rf outputs multirun .pytest_cache .ruff_cache
 
-.PHONY: help install demo test test-slow test-gpu lint format sweep tables table2 params latency bench e2e-demo analysis clean
+.PHONY: help install demo test test-slow test-gpu lint format sweep tables table2 params latency bench e2e-demo webnlg-demo table5 table6 table16 table18 successors report analysis clean

@@ -1,6 +1,21 @@
-"""Command line: `python -m experiments.latency` (see experiments/perf/latency.py and conf/latency.yaml)."""
+"""Command line: ``python -m experiments.latency`` (experiments/perf/latency.py, conf/latency.yaml).
 
-from experiments.perf.latency import main
+The Hydra decorator lives here, not in experiments/perf/latency.py: Hydra resolves
+``config_path`` against the module that holds ``@hydra.main``, so ``../conf`` from this
+file finds the repository's ``conf/`` under ``python -m`` and ``make`` alike.
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from experiments.perf import latency
+from experiments.perf.timing import run_cli
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="latency")
+def main(cfg: DictConfig) -> None:
+    run_cli(latency.run, cfg, latency.log)
+
 
 if __name__ == "__main__":
     main()

@@ -6,18 +6,23 @@
 
 A point whose record already exists is skipped, so a killed sweep resumes where it
 stopped; a failing point writes a ``.failed.json`` record and the sweep goes on, then
-ends with a summary and a non-zero exit. A bad setting stops with one line
+ends with a summary and a non-zero exit. The Hydra main returns the point's
+:func:`objective`, so Hydra's Optuna sweeper (``hydra/sweeper=lr_search``) can search a
+setting such as ``train.lr`` on it. A bad setting stops with one line
 (``error: ...``) within seconds: the settings are checked before torch, transformers
 or datasets are imported. ``verbose=true`` (or ``HYDRA_FULL_ERROR=1``) adds tracebacks.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import re
 import sys
 import traceback
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -65,8 +70,32 @@ def run_point(cfg: DictConfig) -> runner.Outcome:
         return runner.Outcome("config_error", reason=str(err), error=err)
 
 
+def objective(outcome: runner.Outcome) -> float:
+    """The score a search maximises: held-out selection's score when the run held out
+    training data (``metrics.heldout.score``), else the main dev metric.
+
+    A skipped point returns its recorded score, so a killed search that is run again
+    sees the same values (and a seeded sampler proposes the same points). A failed point
+    or a bad setting returns ``-inf``: the worst value, which Optuna still accepts
+    (hydra-optuna-sweeper 1.2 stops the whole search on a NaN or an exception), and the
+    sweep summary reports the point and makes the exit code non-zero.
+    """
+    record = outcome.record
+    if outcome.status == "skipped" and outcome.path:
+        try:
+            record = json.loads(Path(outcome.path).read_text())
+        except (OSError, ValueError):
+            record = None
+    if outcome.status not in ("done", "skipped") or not record or "metrics" not in record:
+        return -math.inf
+    metrics = record["metrics"]
+    held = metrics.get("heldout")
+    value = held["score"] if held else metrics.get("main")
+    return float(value) if isinstance(value, (int, float)) else -math.inf
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> str:
+def main(cfg: DictConfig) -> float:
     outcome = run_point(cfg)
     if outcome.status == "failed" and cfg.get("verbose") and outcome.error is not None:
         err = outcome.error
@@ -77,12 +106,12 @@ def main(cfg: DictConfig) -> str:
             runner.write_outcome(job.runtime.output_dir, outcome, list(job.overrides.task))
         if outcome.status == "config_error":
             log.error("error: %s", outcome.reason)
-        return outcome.status
+        return objective(outcome)
     if outcome.status == "config_error":
         sys.exit(f"error: {outcome.reason}")
     if outcome.status == "failed":
         sys.exit(f"error: {outcome.line()}")
-    return outcome.status
+    return objective(outcome)
 
 
 def hydra_error_line(err: BaseException) -> str:

@@ -27,6 +27,12 @@ TINY = (
     "intermediate_size:64,vocab_size:100,bos_token_id:0,eos_token_id:2}"
 )
 SMALL = [TINY, "batch=2", "seq=8", "trials=2", "warmup=1", "memory_steps=1"]
+#: SmolLM2's Llama layout (grouped-query attention, gated MLP) at test size.
+TINY_LLAMA = (
+    "arch_overrides={hidden_size:32,num_hidden_layers:2,num_attention_heads:4,"
+    "num_key_value_heads:2,head_dim:8,intermediate_size:64,vocab_size:100,"
+    "max_position_embeddings:256}"
+)
 
 
 def compose_bench(overrides: list[str]):
@@ -142,6 +148,46 @@ def test_make_tables_rebuilds_the_jobs_tables_from_its_record(tmp_path):
     shutil.rmtree(tmp_path / "tables")
     write_tables(tmp_path)
     assert {p.name: p.read_bytes() for p in (tmp_path / "tables").iterdir()} == made
+
+
+def test_model_setting_replaces_models_and_peft_model():
+    s = bench.resolve(compose_bench(["model=smollm2-135m", TINY_LLAMA]))
+    assert s.models == ("smollm2-135m",) and s.peft_model == "smollm2-135m"
+
+
+def test_llama_lora_step_trains_only_lora_on_lm_labels():
+    s = bench.resolve(compose_bench(["model=smollm2-135m", TINY_LLAMA]))
+    config = load_arch("smollm2-135m", s.arch_overrides)
+    inputs = bench.make_inputs(config, 2, 8, torch.device("cpu"), 0)
+    assert torch.equal(inputs["labels"], inputs["input_ids"])  # causal LM loss
+    model = bench.adapt(bench.build_model(config, torch.device("cpu"), torch.float32, 0), "lora", s)
+    assert type(model).__name__ == "LlamaForCausalLM"
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    bench.train_step(model, inputs, 1e-2)()
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and all("lora_" in n for n in changed)
+    assert {n.split(".")[-2] for n in changed} == {"q_proj", "v_proj"}
+
+
+def test_llama_runs_every_section(tmp_path):
+    pytest.importorskip("peft")
+    cfg = compose_bench(["model=smollm2-135m", TINY_LLAMA, "batch=2", "seq=8", "trials=2",
+                         "warmup=1", "memory_steps=1", f"results_dir={tmp_path}"])  # fmt: skip
+    record, _ = bench.run(cfg, timer=fake_timer)
+    (m,) = record["models"]
+    assert m["model_type"] == "llama" and m["lora"]["targets"] == ["q", "v"]
+    ckpt = m["checkpoint"]
+    # L · r · (W_q 32->32 + W_v 32->16)
+    assert ckpt["lora"]["params"]["trainable"] == 2 * 4 * ((32 + 32) + (32 + 16))
+    assert [(x["method"], x["model_type"]) for x in record["memory"]] == [
+        ("full_ft", "llama"),
+        ("lora", "llama"),
+    ]
+    assert {t["key"] for t in record["targets"]} == {
+        "train_step", "memory", "peft_forward", "peft_train"
+    }  # fmt: skip
+    assert record["peft"]["model"] == "smollm2-135m"
+    assert "| smollm2-135m |" in (tmp_path / "tables" / "efficiency.md").read_text()
 
 
 @pytest.mark.gpu

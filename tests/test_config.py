@@ -91,6 +91,8 @@ def test_method_learning_rates_differ():
         ),
         ("train.lr=-1", "invalid setting train.lr: must be > 0"),
         ("data.max_train_samples=0", "invalid setting data.max_train_samples"),
+        ("data.heldout=-5", "invalid setting data.heldout: must be > 0 or null; got -5"),
+        ("+data.heldoutt=5", "unknown setting 'data.heldoutt'; did you mean data.heldout?"),
         ("model.source=s3", "invalid setting model.source: 's3'; allowed: hub, package"),
     ],
 )

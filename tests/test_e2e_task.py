@@ -12,20 +12,20 @@ from omegaconf import OmegaConf
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-import experiments.e2e.task as e2e_task
+import experiments.core.generation as generation
+from experiments.core.generation import (
+    CompletionCollator,
+    KeepBestEpoch,
+    SequenceFormat,
+    beam_decode,
+    encode_pair,
+)
 from experiments.core.models import resolve_pretrained
 from experiments.core.records import load_records
 from experiments.core.schema import ConfigError, validate
 from experiments.e2e.data import group_by_mr, linearize_mr, load_e2e, parse_mr, pretokenize
 from experiments.e2e.metrics import read_predictions, read_references
-from experiments.e2e.task import (
-    CompletionCollator,
-    KeepBestEpoch,
-    OutputCleaner,
-    SequenceFormat,
-    beam_decode,
-    encode_pair,
-)
+from experiments.e2e.task import OutputCleaner
 from experiments.report.tables import write_tables
 from experiments.tasks import known_tasks
 from experiments.train import run
@@ -211,13 +211,13 @@ def e2e_overrides(model_dir, results_dir, *extra):
 
 def test_e2e_runs_end_to_end_and_tabulates(tiny_gpt2_dir, tmp_path, monkeypatch):
     decoded: list[list[str]] = []
-    original = e2e_task.beam_decode
+    original = generation.beam_decode
 
     def spy(model, tokenizer, fmt, contexts, *args):
         decoded.append(list(contexts))
         return original(model, tokenizer, fmt, contexts, *args)
 
-    monkeypatch.setattr(e2e_task, "beam_decode", spy)
+    monkeypatch.setattr(generation, "beam_decode", spy)
     methods = {"lora": ["method=lora", "method.r=4", "method.lora_alpha=32",
                         "method.lora_dropout=0.1"],
                "prefix_layer": ["method=prefix_layer", "method.l_p=3", "method.l_i=2"]}  # fmt: skip

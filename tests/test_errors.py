@@ -33,7 +33,9 @@ CASES = [
 
 
 def train(*args: str, **env: str) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **env}
+    # a data folder, so that the check under test is reached, not the missing-data one
+    data = {"LORA_DATA_DIR": str(ROOT / "tests" / "fixtures")}
+    full_env = {**os.environ, **data, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **env}
     full_env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run([sys.executable, "-m", "experiments.train", *args],
                           capture_output=True, text=True, cwd=ROOT, env=full_env,
@@ -57,3 +59,16 @@ def test_verbose_shows_the_traceback(tmp_path):
                 f"paths.output_dir={tmp_path}/out")  # fmt: skip
     assert out.returncode != 0 and "Traceback" in out.stderr
     assert out.stderr.strip().splitlines()[-1].startswith("error: invalid setting data.dir")
+
+
+def test_no_data_dir_offline_is_a_setting_error(tmp_path):
+    """No data folder and no Hub: one line naming data.dir, not a failed run."""
+    out = train("data.dir=null", "hydra.mode=RUN", f"paths.results_dir={tmp_path}",
+                f"paths.output_dir={tmp_path}/out", LORA_DATA_DIR="",
+                HF_DATASETS_CACHE=str(tmp_path / "datasets"))  # fmt: skip
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("error: invalid setting data.dir: not set"), lines[0]
+    assert "HF_HUB_OFFLINE=0" in lines[0]
+    assert not list(tmp_path.rglob("*.json"))

@@ -1,4 +1,5 @@
-"""The shared fit skeleton: best epoch, counts, and runs that diverge stop with the step."""
+"""The shared fit skeleton: best epoch, counts, runs that diverge stop with the step, and
+held-out selection beside the paper's best dev epoch."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from datasets import Dataset
 from transformers import TrainingArguments
 
+from experiments.core.data import heldout_split
 from experiments.core.fit import NonFiniteError, fit
 from experiments.core.records import record_path
+from experiments.core.schema import ConfigError
 from experiments.tasks import run_id
 from experiments.train import run
 from tests.test_config import compose_cfg
@@ -140,3 +144,79 @@ def test_loraplus_gives_b_the_ratio_times_the_learning_rate(tmp_path):
     assert by_param[id(model.linear.bias)] == pytest.approx(0.05)
     plain = toy_fit(tmp_path, ToyLora(), epochs=1, best_key="eval_dev_loss", maximize=False)
     assert {g["initial_lr"] for g in plain.trainer.optimizer.param_groups} == {0.05}
+
+
+def scripted_by_split(dev, heldout):
+    """compute_metrics for eval sets ``{"dev", "heldout"}``: the Trainer evaluates them in
+    that order every epoch, so the values alternate dev, heldout, dev, ..."""
+    it = iter(v for pair in zip(dev, heldout, strict=True) for v in pair)
+    return lambda p: {"accuracy": next(it)}
+
+
+def test_heldout_selection_can_pick_another_epoch_than_the_paper(tmp_path):
+    data = toy_data()
+    args = TrainingArguments(
+        output_dir=str(tmp_path), num_train_epochs=3, per_device_train_batch_size=2,
+        learning_rate=0.05, eval_strategy="epoch", logging_strategy="epoch",
+        save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True, seed=0,
+    )  # fmt: skip
+    result = fit(Toy(), args, train_dataset=data[:6],
+                 eval_dataset={"dev": data[:4], "heldout": data[6:]}, data_collator=None,
+                 modules_to_save=[],
+                 compute_metrics=scripted_by_split([0.5, 0.9, 0.7], [0.8, 0.6, 0.7]),
+                 best_key="eval_dev_accuracy", select_key="eval_heldout_accuracy")  # fmt: skip
+    assert result.best["epoch"] == 2.0 and result.best["eval_dev_accuracy"] == 0.9
+    sel = result.selected
+    assert sel["epoch"] == 1.0 and sel["eval_heldout_accuracy"] == 0.8
+    assert sel["eval_dev_accuracy"] == 0.5  # the dev score the paper's protocol would not report
+    assert toy_fit(tmp_path, Toy(), best_key="eval_dev_loss", maximize=False).selected is None
+
+
+def test_heldout_split_is_seeded_disjoint_and_before_the_subsample():
+    rows = [{"i": i} for i in range(50)]
+    train, held = heldout_split(rows, 10, seed=1)
+    assert len(held) == 10 and len(train) == 40
+    assert {r["i"] for r in train}.isdisjoint(r["i"] for r in held)
+    assert {r["i"] for r in train} | {r["i"] for r in held} == set(range(50))
+    assert heldout_split(rows, 10, seed=1) == (train, held)  # seeded
+    assert heldout_split(rows, 10, seed=2)[1] != held  # another seed, another split
+    assert [r["i"] for r in held] == sorted(r["i"] for r in held)  # file order kept
+    assert heldout_split(rows, None, seed=1) == (rows, None)
+    with pytest.raises(ValueError, match=r"data.heldout=50 leaves no training example"):
+        heldout_split(rows, 50, seed=1)
+    # a datasets.Dataset splits alike, by position
+    ds = Dataset.from_list(rows)
+    ds_train, ds_held = heldout_split(ds, 10, seed=1)
+    assert ds_held["i"] == [r["i"] for r in held] and ds_train["i"] == [r["i"] for r in train]
+
+
+def test_glue_run_records_both_protocols(tiny_model_dir, tmp_path):
+    overrides = tiny_overrides(tiny_model_dir, tmp_path, "task=sst2", "method=lora",
+                               "train.epochs=3", "data.heldout=8")  # fmt: skip
+    cfg = compose_cfg(overrides)
+    record = run(cfg)
+    assert record["data"]["train_size"] == 32 - 8
+    assert record["data"]["eval_sizes"] == {"dev": 8, "heldout": 8}
+    epochs = {e["epoch"]: e for e in record["epochs"]}
+    held = record["metrics"]["heldout"]
+    chosen = epochs[held["epoch"]]
+    assert held["score"] == chosen["eval_heldout_accuracy"]
+    assert held["score"] == max(e["eval_heldout_accuracy"] for e in record["epochs"])
+    assert held["main"] == chosen["eval_dev_accuracy"]  # dev score at the held-out epoch
+    assert record["metrics"]["main"] == max(e["eval_dev_accuracy"] for e in record["epochs"])
+    assert record["config"]["data"]["heldout"] == 8
+    # off by default: no held-out split, no metrics.heldout
+    plain = run(compose_cfg(tiny_overrides(tiny_model_dir, tmp_path, "task=sst2", "method=lora")))
+    assert "heldout" not in plain["metrics"] and plain["data"]["train_size"] == 32
+    assert plain["data"]["eval_sizes"] == {"dev": 8}
+
+
+def test_glue_heldout_checks(tiny_model_dir, tmp_path):
+    too_many = compose_cfg(tiny_overrides(tiny_model_dir, tmp_path, "task=sst2", "data.heldout=32"))
+    with pytest.raises(ConfigError, match=r"^invalid setting data.heldout=32 leaves no training"):
+        run(too_many)
+    with pytest.raises(ConfigError, match=r"^invalid setting data.heldout: must be > 0"):
+        run(compose_cfg(tiny_overrides(tiny_model_dir, tmp_path, "data.heldout=0")))
+    with pytest.raises(ConfigError, match=r"^invalid setting data.heldout: held-out selection "
+                       r"is implemented for GLUE tasks only"):  # fmt: skip
+        run(compose_cfg(tiny_overrides(tiny_model_dir, tmp_path, "task=e2e", "data.heldout=4")))

@@ -53,6 +53,14 @@ def test_id_covers_trainer_and_not_paths_logger_notes(data_copy, tmp_path):
     assert rid == run_id(compose_cfg(same))
 
 
+def test_heldout_off_keeps_the_ids_made_before_the_setting(data_copy, tmp_path):
+    cfg = compose_cfg(base(data_copy, tmp_path))
+    assert "heldout" not in records.identity(cfg, "sha256:x")["data"]
+    held = compose_cfg(base(data_copy, tmp_path, "data.heldout=10"))
+    assert records.identity(held, "sha256:x")["data"]["heldout"] == 10
+    assert run_id(held) != run_id(cfg)
+
+
 def test_hparams_table_is_left_out_but_the_chosen_row_counts(data_copy, tmp_path):
     demo = base(data_copy, tmp_path, "experiment=demo", "hydra.mode=RUN")
     rid = run_id(compose_cfg(demo + ["row=lora"]))
@@ -96,12 +104,43 @@ def test_each_file_is_hashed_once_per_process(data_copy, tmp_path, monkeypatch):
 
 
 def test_code_version_and_staleness():
-    version = code_version()
+    files = records.code_files()
+    assert all(f.split("/")[0] in ("lora", "experiments", "conf") for f in files)
+    version = code_version(files)
     assert isinstance(version, str) and len(version) == 16
-    assert version == code_version()  # stable within a process
-    assert not is_stale({"provenance": {"code_version": version}})
-    assert is_stale({"provenance": {"code_version": "0" * 16}})
-    assert is_stale({"provenance": {}})  # unknown code: stale
+    assert version == code_version(files)  # stable within a process
+    current = {"provenance": {"code_files": files, "code_version": version}}
+    assert not is_stale(current)
+    assert is_stale({"provenance": {"code_files": files, "code_version": "0" * 16}})
+    assert is_stale({"provenance": {"code_version": version}})  # files unknown: stale
+    assert is_stale({"provenance": {}})
+
+
+def test_staleness_follows_only_the_files_a_run_was_made_from(tmp_path, monkeypatch):
+    """Editing a file the record lists marks it stale; editing any other file does not."""
+    (tmp_path / "lora").mkdir()
+    (tmp_path / "experiments").mkdir()
+    used, other = tmp_path / "lora" / "used.py", tmp_path / "experiments" / "other.py"
+    used.write_text("A = 1\n")
+    other.write_text("B = 1\n")
+    monkeypatch.setattr(records, "REPO", tmp_path)
+    files = ["lora/used.py"]
+    record = {"provenance": {"code_files": files, "code_version": code_version(files)}}
+    other.write_text("B = 2\n")
+    assert not is_stale(record)
+    used.write_text("A = 2\n")
+    assert is_stale(record)
+    used.unlink()
+    assert is_stale(record)  # a deleted file is a change
+
+
+def test_code_files_are_the_imported_project_modules():
+    import experiments.report.tables  # noqa: F401  (loaded here, so listed)
+
+    files = records.code_files()
+    assert "experiments/core/records.py" in files
+    assert "experiments/report/tables.py" in files
+    assert not any(f.startswith("tests/") for f in files)
 
 
 def test_records_are_strict_json(tmp_path):
@@ -162,7 +201,7 @@ def test_failure_record_holds_reason_and_step(data_copy, tmp_path):
     failed = _strict_load(path)
     assert failed["status"] == "failed" and failed["step"] == 7
     assert "\n" not in failed["reason"] and "train loss is nan" in failed["reason"]
-    assert failed["provenance"]["code_version"] == code_version()
+    assert not is_stale(failed) and failed["provenance"]["code_files"]
     with pytest.raises(Boom):  # run() re-raises the run's own error
         runner.run(cfg, fake_families(error=err))
     # a later success replaces the failure record
@@ -184,7 +223,7 @@ def test_rerun_stale_replaces_a_record_of_other_code(data_copy, tmp_path):
     path.write_text(json.dumps(record))
     assert runner.run_point(cfg, fams).status == "skipped"  # rerun_stale=false: kept
     assert runner.run_point(stale, fams).status == "done" and len(calls) == 2
-    assert _strict_load(path)["provenance"]["code_version"] == code_version()
+    assert not is_stale(_strict_load(path))
 
 
 def test_id_covers_the_number_of_processes(data_copy, tmp_path, monkeypatch):

@@ -27,6 +27,12 @@ TINY = (
     "arch_overrides={n_layer:2,n_embd:32,n_head:4,vocab_size:100,n_positions:160,"
     "bos_token_id:0,eos_token_id:0}"
 )
+#: SmolLM2's Llama layout (grouped-query attention, gated MLP) at test size.
+TINY_LLAMA = (
+    "arch_overrides={hidden_size:32,num_hidden_layers:2,num_attention_heads:4,"
+    "num_key_value_heads:2,head_dim:8,intermediate_size:64,vocab_size:100,"
+    "max_position_embeddings:256}"
+)
 
 
 def compose_latency(overrides: list[str]):
@@ -63,7 +69,7 @@ def test_overrides_beat_the_preset():
         ("preset=fast", "invalid setting preset: 'fast'; allowed: cpu, table1, figure5"),
         ("dtype=fp8", "invalid setting dtype: 'fp8'; allowed: fp32, fp16, bf16"),
         ("device=tpu", "invalid setting device: 'tpu'; allowed: cpu, cuda"),
-        ("model=roberta-base", "invalid setting model: 'roberta-base' is not GPT-2"),
+        ("model=roberta-base", "invalid setting model: 'roberta-base' is not a decoder-only LM"),
         ("methods=[lora_merged,adapter_x]", "invalid setting methods: ['adapter_x']; allowed:"),
         ("grid=[[0,128]]", "invalid setting grid: must be an integer >= 1; got 0"),
         ("grid=[[1,128,3]]", "invalid setting grid: entries must be [batch, seq]"),
@@ -258,6 +264,41 @@ def test_figure5_preset_runs_on_a_tiny_grid(tmp_path):
     assert (tmp_path / "tables" / "figure5_latency.md").exists()
 
 
+def test_llama_preset_times_every_variant(tmp_path):
+    cfg = compose_latency(
+        ["model=smollm2-135m", TINY_LLAMA, "grid=[[1,8],[2,16]]", "trials=1", "warmup=0",
+         "adapter_budgets=[2000]", "methods=[lora_merged,lora_unloaded,lora_unmerged,adapter_l,"
+         "adapter_h,prefix_layer]", f"results_dir={tmp_path}"]
+    )  # fmt: skip
+    record, paths = latency.run(cfg, timer=fake_timer)
+    assert record["arch"]["model_type"] == "llama" and record["arch"]["hidden_size"] == 32
+    kinds = {v["kind"] for v in record["variants"]}
+    assert kinds == {"base", *latency.METHOD_KINDS}
+    assert all(
+        set(p["results"]) == {v["key"] for v in record["variants"]} for p in record["points"]
+    )
+    assert "smollm2-135m architecture" in (tmp_path / "tables" / "table1_latency.md").read_text()
+
+
+def test_llama_variants_merge_to_the_unmerged_function():
+    s = latency.resolve(compose_latency(["model=smollm2-135m", TINY_LLAMA, "grid=[[1,8]]"]))
+    config = latency.arch_config(s.model, s.arch, s.arch_overrides)
+    base = latency.build_model(config, torch.device("cpu"), torch.float32, 0).eval()
+    ids = torch.randint(0, 100, (2, 8), generator=torch.Generator().manual_seed(0))
+    out = {}
+    for kind in ("lora_merged", "lora_unloaded", "lora_unmerged"):
+        model, params = latency.build_variant(base, latency.Variant(kind, kind,
+                                              {"name": "lora", **s.lora}), 0)  # fmt: skip
+        assert params == 2 * 4 * ((32 + 32) + (32 + 16))  # L · r · (W_q 32->32 + W_v 32->16)
+        with torch.no_grad():
+            out[kind] = model(input_ids=ids, use_cache=False).logits
+    with torch.no_grad():
+        plain = base(input_ids=ids, use_cache=False).logits
+    assert not torch.allclose(out["lora_unmerged"], plain, atol=1e-4)  # B is non-zero
+    for kind in ("lora_merged", "lora_unloaded"):
+        torch.testing.assert_close(out[kind], out["lora_unmerged"], atol=1e-5, rtol=1e-4)
+
+
 @pytest.mark.gpu
 def test_protocol_on_cuda(tmp_path):
     if not torch.cuda.is_available():
@@ -272,12 +313,6 @@ def test_protocol_on_cuda(tmp_path):
     assert all(p["results"]["base"]["stats"]["mean"] > 0 for p in record["points"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect: Hydra resolves config_path='../../conf' by module for "
-    "experiments.perf.latency when run as `python -m experiments.latency`; `make latency` "
-    "passes --config-path until the decorator moves into the entry file",
-)
 @pytest.mark.parametrize("entry", ["experiments.latency", "experiments.bench"])
 def test_module_entry_points_find_their_config(entry):
     import subprocess

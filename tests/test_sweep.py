@@ -1,15 +1,21 @@
 """A multirun ends with one summary (done, skipped, failed with reasons) and exits
-non-zero when a point failed or had a bad setting, with the basic and joblib launchers."""
+non-zero when a point failed or had a bad setting, with the basic and joblib launchers
+and with the Optuna sweeper's learning-rate search, which resumes from the records."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from experiments.core.runner import Outcome
+from experiments.train import objective
 from tests.conftest import ROOT
 from tests.test_harness import tiny_overrides
 
@@ -61,3 +67,99 @@ def test_joblib_workers_report_bad_settings_and_the_sweep_fails(tmp_path):
     assert log.count("  bad setting (method.r=") == 2, log[-3000:]
     assert "r must be an integer >= 1; got -1" in log and "Traceback" not in log
     assert not list(tmp_path.rglob("runs/*/*.json"))
+
+
+def optuna_search(*args: str) -> subprocess.CompletedProcess:
+    """A 2-trial learning-rate search (conf/hydra/sweeper/lr_search.yaml) of a tiny run;
+    a ``train.lr=`` among the overrides would fix the lr instead of searching it."""
+    args = tuple(a for a in args if not a.startswith("train.lr="))
+    return multirun("hydra/sweeper=lr_search", "hydra.sweeper.n_trials=2", *args)
+
+
+def test_optuna_search_optimises_the_heldout_score_and_resumes(tiny_model_dir, tmp_path):
+    overrides = tiny_overrides(tiny_model_dir, tmp_path, "task=sst2", "method=lora",
+                               "train.epochs=1", "data.heldout=8")  # fmt: skip
+    out = optuna_search(*overrides)
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log[-3000:]
+    assert "sweep: 2 points: 2 done, 0 skipped" in log, log[-3000:]
+    records = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "fixture").glob("*.json")]
+    lrs = sorted(r["config"]["train"]["lr"] for r in records)
+    assert len(lrs) == 2 and lrs[0] != lrs[1] and all(1e-5 <= lr <= 1e-2 for lr in lrs)
+    best = max(records, key=lambda r: r["metrics"]["heldout"]["score"])
+    assert f"Best value: {best['metrics']['heldout']['score']}" in log, log[-3000:]
+    # killed and run again: the seeded sampler proposes the same lrs; both are skipped
+    # and their recorded scores reach the sampler again
+    again = optuna_search(*overrides)
+    log = again.stdout + again.stderr
+    assert again.returncode == 0 and "sweep: 2 points: 0 done, 2 skipped" in log, log[-3000:]
+    assert f"Best value: {best['metrics']['heldout']['score']}" in log
+    assert len(list((tmp_path / "runs" / "fixture").glob("*.json"))) == 2
+
+
+def test_optuna_search_reports_failed_points_and_fails(tiny_model_dir, tmp_path):
+    # 100 held-out examples leave none of the fixture's 32 to train on: every trial is a
+    # bad setting, which the search scores -inf instead of stopping at the first one
+    overrides = tiny_overrides(tiny_model_dir, tmp_path, "task=sst2", "data.heldout=100")
+    out = optuna_search(*overrides)
+    log = out.stdout + out.stderr
+    assert out.returncode != 0, log[-3000:]
+    assert (
+        "sweep: 2 points: 0 done, 0 skipped (record exists), 0 failed, 2 with a bad setting"
+    ) in log, log[-3000:]
+    assert "Best value: -inf" in log and "Traceback" not in log
+    assert out.stderr.strip().splitlines()[-1] == (
+        "error: 2 sweep point(s) failed or had a bad setting; see the summary above"
+    )
+
+
+def test_objective_is_the_selected_score_the_recorded_one_or_the_worst(tmp_path):
+    held = {"metrics": {"main": 0.9, "heldout": {"epoch": 1.0, "score": 0.7, "main": 0.8}}}
+    assert objective(Outcome("done", "r", record=held)) == 0.7
+    assert objective(Outcome("done", "r", record={"metrics": {"main": 0.9}})) == 0.9
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(held))
+    assert objective(Outcome("skipped", "r", path=str(path))) == 0.7  # a resumed search
+    assert objective(Outcome("failed", "r", reason="train loss is nan")) == -math.inf
+    assert objective(Outcome("config_error", reason="bad")) == -math.inf
+    path.write_text("{")
+    assert objective(Outcome("skipped", "r", path=str(path))) == -math.inf
+
+
+@pytest.mark.slow
+def test_successors_driver_searches_reruns_seeds_resumes_and_isolates_failures(
+    tiny_model_dir, tmp_path
+):
+    # 12 held-out examples leave SST-2's fixture 20 to train on and CoLA's none: the
+    # CoLA search fails, the SST-2 one still searches and runs its seeds
+    overrides = [o for o in tiny_overrides(tiny_model_dir, tmp_path, "train.epochs=1",
+                                           "data.heldout=12") if not o.startswith("train.lr=")]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "experiments.successors", "--rows", "lora", "--tasks",
+           "sst2,cola", "--trials", "2", "--seeds", "1,2", "--", *overrides]  # fmt: skip
+
+    def drive():
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+
+    out = drive()
+    assert out.returncode != 0, out.stdout + out.stderr[-3000:]
+    assert re.search(r"^ok: lora on sst2: lr \S+ chosen from 2 trials, seeds \[1, 2\]",
+                     out.stdout, re.M), out.stdout  # fmt: skip
+    assert re.search(r"^FAILED: lora on cola: no trial finished", out.stdout, re.M), out.stdout
+    assert "successors: 2 (method, task) searches, 1 failed" in out.stdout
+    # the two units ran at once, each summary counts its own points only
+    cola = (tmp_path / "outputs" / "successors" / "fixture" / "lora-cola.log").read_text()
+    assert "sweep: 2 points: 0 done, 0 skipped (record exists), 0 failed, 2 with a bad " in cola
+    records = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "fixture").glob("*.json")]
+    assert sorted((r["task"], r["seed"]) for r in records) == [("sst2", 1), ("sst2", 1),
+                                                               ("sst2", 2)]  # fmt: skip
+    chosen = max((r for r in records if r["seed"] == 1),
+                 key=lambda r: (r["metrics"]["heldout"]["score"], -r["config"]["train"]["lr"]))  # fmt: skip
+    seed2 = next(r for r in records if r["seed"] == 2)
+    assert seed2["config"]["train"]["lr"] == chosen["config"]["train"]["lr"]
+    # run again: every SST-2 point is skipped (the search proposes the same lrs)
+    again = drive()
+    assert "ok: lora on sst2" in again.stdout
+    log = (tmp_path / "outputs" / "successors" / "fixture" / "lora-sst2.log").read_text()
+    assert log.count("0 done, 2 skipped (record exists)") == 2, log[-3000:]
+    assert len(list((tmp_path / "runs" / "fixture").glob("*.json"))) == 3

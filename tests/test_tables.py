@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 
-from experiments.core.records import SCHEMA_VERSION, code_version, write_atomic
+from experiments.core.records import SCHEMA_VERSION, code_files, code_version, write_atomic
 from experiments.report.tables import write_tables
 
 # made by the current code: not stale
-PROVENANCE = {"git_commit": "0123456789abcdef", "git_dirty": False, "code_version": code_version(),
+PROVENANCE = {"git_commit": "0123456789abcdef", "git_dirty": False, "code_files": code_files(),
+              "code_version": code_version(code_files()),
               "finished_at": "2026-11-22T01:02:03+00:00"}  # fmt: skip
 LORA = {"name": "lora", "r": 8, "targets": ["q", "v"]}
 

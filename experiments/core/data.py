@@ -1,5 +1,5 @@
 """Data pieces every task family shares: where the data lives, how its files are read
-and checked, and how it is subsampled."""
+and checked, how it is subsampled, and the held-out split for model selection."""
 
 from __future__ import annotations
 
@@ -67,6 +67,36 @@ def subsample(data: T, n: int | None, seed: int) -> T:
     if hasattr(data, "select"):
         return data.select(idx)
     return [data[i] for i in idx]  # type: ignore[index]
+
+
+def heldout_split(data: T, n: int | None, seed: int) -> tuple[T, T | None]:
+    """Split a seeded held-out set of ``n`` examples off a training set.
+
+    Model selection (epoch, learning rate) reads the held-out set, so that the dev set a
+    table reports is never used to choose. The split comes before :func:`subsample`, so
+    ``data.max_train_samples`` still gives the training size. Both parts keep file order.
+
+    Args:
+        data: a list or a ``datasets.Dataset``.
+        n: held-out examples; ``None`` holds nothing out.
+        seed: the run's seed: another seed holds out other examples.
+
+    Returns:
+        ``(train, heldout)``, disjoint by position; ``(data, None)`` when ``n`` is None.
+
+    Raises:
+        ValueError: ``n`` leaves no training example.
+    """
+    if n is None:
+        return data, None
+    if n >= len(data):
+        raise ValueError(f"data.heldout={n} leaves no training example (the training set has "
+                         f"{len(data)}); hold out fewer")  # fmt: skip
+    held = set(random.Random(f"heldout-{seed}").sample(range(len(data)), n))
+    rest = [i for i in range(len(data)) if i not in held]
+    if hasattr(data, "select"):
+        return data.select(rest), data.select(sorted(held))
+    return [data[i] for i in rest], [data[i] for i in sorted(held)]  # type: ignore[return-value,index]
 
 
 def usable_length(cfg: DictConfig, method: Any, model_max: int) -> tuple[int, int]:

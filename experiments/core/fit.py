@@ -1,6 +1,10 @@
 """The training step every task family shares: build the Trainer, train, time it, read
 peak memory, turn the logs into per-epoch rows, pick the best epoch, count parameters.
 
+Two protocols pick the epoch: the paper's (the best dev score, ``best_key``) and, when a
+held-out split of the training set is evaluated too, held-out selection (the epoch with
+the best held-out score, ``select_key``), whose dev score was not used to choose.
+
 A run whose numbers are no longer finite stops with :class:`NonFiniteError` instead
 of finishing with a record built from NaNs. The training loss is checked at every
 micro-batch (the Trainer's own ``logging_nan_inf_filter`` would otherwise replace a NaN
@@ -74,7 +78,9 @@ class FitResult:
 
     Attributes:
         epochs: one row per evaluated epoch (``train_loss`` and ``eval_*``).
-        best: the row of the best epoch (``{}`` when nothing was evaluated).
+        best: the row of the best epoch by ``best_key`` (``{}`` when nothing was evaluated).
+        selected: the row of the best epoch by ``select_key`` (held-out selection);
+            ``None`` when no ``select_key`` was given.
         params: the three parameter counts (:func:`lora.params.count_parameters`).
         train_seconds: wall time of ``trainer.train()``.
         train_samples_per_second: the Trainer's figure.
@@ -85,11 +91,19 @@ class FitResult:
     trainer: Trainer
     epochs: list[dict[str, Any]]
     best: dict[str, Any]
+    selected: dict[str, Any] | None
     params: dict[str, int]
     train_seconds: float
     train_samples_per_second: float | None
     steps: int
     memory: dict[str, float | None]
+
+
+def best_epoch(epochs: list[dict[str, Any]], key: str, maximize: bool = True) -> dict[str, Any]:
+    """The row of ``epochs`` with the best ``key`` (the first of ties); ``{}`` for none."""
+    worst = -math.inf if maximize else math.inf
+    pick = max if maximize else min
+    return pick(epochs, key=lambda row: row.get(key, worst)) if epochs else {}
 
 
 def fit(
@@ -105,6 +119,7 @@ def fit(
     compute_metrics: Any = None,
     callbacks: Sequence[TrainerCallback] = (),
     loraplus_lr_ratio: float | None = None,
+    select_key: str | None = None,
 ) -> FitResult:
     """Train ``model`` with an HF Trainer and summarise the run.
 
@@ -118,6 +133,8 @@ def fit(
         loraplus_lr_ratio: LoRA+ (Hayou et al. 2024): AdamW over
             :func:`lora.loraplus.loraplus_param_groups`, B at this times the learning rate;
             ``None`` keeps the Trainer's own AdamW.
+        select_key: a second per-epoch entry that picks an epoch the same way, e.g.
+            ``"eval_heldout_accuracy"`` on a held-out split of the training set.
 
     Raises:
         NonFiniteError: a training loss, eval loss or metric went NaN or infinite.
@@ -151,13 +168,11 @@ def fit(
     train_seconds = time.perf_counter() - start
     memory = peak_memory()
     epochs = epoch_history(trainer.state.log_history)
-    worst = -math.inf if maximize else math.inf
-    pick = max if maximize else min
-    best = pick(epochs, key=lambda row: row.get(best_key, worst)) if epochs else {}
     return FitResult(
         trainer=trainer,
         epochs=epochs,
-        best=best,
+        best=best_epoch(epochs, best_key, maximize),
+        selected=None if select_key is None else best_epoch(epochs, select_key, maximize),
         params=params,
         train_seconds=train_seconds,
         train_samples_per_second=out.metrics.get("train_samples_per_second"),

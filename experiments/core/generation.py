@@ -1,6 +1,7 @@
 """Causal-LM pieces every generation task shares (E2E, WebNLG, DART): the prompt format,
 training pairs with the loss on the completion only, the padding collator, the in-memory
-best-epoch snapshot, and batched beam search.
+best-epoch snapshot, batched beam search, and :func:`train_and_decode`, which chains them
+(load, adapt, fit with best-epoch selection on the dev loss, decode the test contexts).
 
 Training follows the LoRA code (``examples/NLG/src/gpt2_ft.py``; paper §D.3): each
 (context, reference) pair is ``context + <sep>`` followed by ``" " + reference + <eos>``,
@@ -12,19 +13,39 @@ GPT-2's ``<sep>`` and ``<eos>`` are both ``<|endoftext|>``; a BERT decoder uses
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
+from datasets import Dataset
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 from transformers import (
+    AutoConfig,
     GenerationConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     TrainerCallback,
+    set_seed,
 )
 
-__all__ = ["CompletionCollator", "KeepBestEpoch", "SequenceFormat", "beam_decode", "encode_pair"]
+from experiments.core.data import usable_length
+from experiments.core.fit import FitResult, fit
+from experiments.core.models import load_model, load_tokenizer, resolve_pretrained
+from experiments.core.training import training_arguments
+from lora.methods import MethodConfig
+
+__all__ = [
+    "CompletionCollator",
+    "GenerationRun",
+    "KeepBestEpoch",
+    "SequenceFormat",
+    "beam_decode",
+    "encode_pair",
+    "train_and_decode",
+]
 
 
 @dataclass(frozen=True)
@@ -220,3 +241,118 @@ def beam_decode(
                 outputs[i] = out[r, width:].tolist()
             bar.update(len(rows))
     return outputs
+
+
+@dataclass
+class GenerationRun:
+    """A fine-tuned causal LM's decoded test outputs (:func:`train_and_decode`).
+
+    Attributes:
+        tokenizer: the model's tokenizer (to turn ``outputs`` into text).
+        fit: the training result; ``fit.best`` is the lowest-dev-loss epoch, decoded.
+        outputs: new token ids per test context, in input order (:func:`beam_decode`).
+        decode_seconds: wall time of the beam search, s.
+        train_size, dev_size: encoded training and dev pairs.
+        train_truncated: training pairs cut at ``max_seq_length`` (no end token left).
+        max_seq_length: the length pairs were cut to, after virtual tokens.
+        virtual_tokens: prefix/infix positions the method adds (0 for the others).
+    """
+
+    tokenizer: PreTrainedTokenizerBase
+    fit: FitResult
+    outputs: list[list[int]]
+    decode_seconds: float
+    train_size: int
+    dev_size: int
+    train_truncated: int
+    max_seq_length: int
+    virtual_tokens: int
+
+    def selection(self) -> dict[str, Any]:
+        """The record's best-epoch fields: ``best_epoch``, ``best`` (dev scores without the
+        ``eval_`` prefix) and ``selection`` (how the epoch was chosen)."""
+        best = self.fit.best
+        return {
+            "best_epoch": best.get("epoch"),
+            "best": {k.removeprefix("eval_"): v for k, v in best.items() if k.startswith("eval_")},
+            "selection": "lowest dev loss; only that epoch's weights are decoded",
+        }
+
+    def timing(self, per_input_key: str, n_inputs: int, score_seconds: float) -> dict[str, Any]:
+        """The record's ``timing``: seconds for training, dev loss, decoding and scoring,
+        plus ``per_input_key`` = decoding ms per test input."""
+        r = self.fit
+        return {
+            "train_seconds": round(r.train_seconds, 2),
+            "train_samples_per_second": r.train_samples_per_second,
+            "seconds_per_step": round(r.train_seconds / max(r.steps, 1), 4),
+            "eval_seconds": r.best.get("eval_dev_runtime"),
+            "decode_seconds": round(self.decode_seconds, 2),
+            per_input_key: round(1000 * self.decode_seconds / max(n_inputs, 1), 1),
+            "score_seconds": round(score_seconds, 2),
+        }
+
+
+def train_and_decode(
+    cfg: DictConfig,
+    method: MethodConfig,
+    output_dir: Path,
+    train_pairs: list[tuple[str, str]],
+    dev_pairs: list[tuple[str, str]],
+    contexts: list[str],
+) -> GenerationRun:
+    """Load ``cfg.model`` as a causal LM, apply ``method``, fit on (context, reference)
+    pairs keeping the lowest-dev-loss epoch's weights, and beam-search ``contexts``.
+
+    Encoder configs (BERT) get ``is_decoder=True``, i.e. ``BertLMHeadModel`` with causal
+    attention. Training batches are grouped by length; ``task.decode`` sets the search.
+
+    Raises:
+        ValueError: the inputs do not fit the model's positions (:func:`beam_decode`,
+            :func:`experiments.core.data.usable_length`).
+        NonFiniteError: training diverged (:func:`experiments.core.fit.fit`).
+    """
+    tokenizer = load_tokenizer(cfg.model)
+    fmt = SequenceFormat.for_tokenizer(tokenizer)
+    set_seed(cfg.seed)
+    config = AutoConfig.from_pretrained(resolve_pretrained(cfg.model))
+    model = load_model(
+        cfg.model, "causal_lm", **({"is_decoder": True} if hasattr(config, "is_decoder") else {})
+    )
+    method.apply(model)
+    max_positions = model.config.max_position_embeddings
+    max_len, virtual = usable_length(cfg, method, max_positions)
+
+    def encode(pairs: list[tuple[str, str]]) -> Dataset:
+        return Dataset.from_list([encode_pair(tokenizer, fmt, c, r, max_len) for c, r in pairs])
+
+    train_ds, dev_ds = encode(train_pairs), encode(dev_pairs)
+    keeper = KeepBestEpoch(model, "eval_dev_loss")
+    result = fit(
+        model,
+        training_arguments(
+            cfg, output_dir, train_sampling_strategy="group_by_length", prediction_loss_only=True
+        ),
+        train_dataset=train_ds,
+        eval_dataset={"dev": dev_ds},
+        data_collator=CompletionCollator(fmt.pad, prompt_lengths=virtual > 0),
+        best_key="eval_dev_loss",
+        maximize=False,  # the same epoch as keeper's: the first lowest dev loss
+        modules_to_save=method.modules_to_save,
+        loraplus_lr_ratio=getattr(method, "loraplus_lr_ratio", None),
+        callbacks=[keeper],
+    )
+    keeper.restore()
+    start = time.perf_counter()
+    outputs = beam_decode(model, tokenizer, fmt, contexts, cfg.task.decode, max_positions - virtual)
+    return GenerationRun(
+        tokenizer=tokenizer,
+        fit=result,
+        outputs=outputs,
+        decode_seconds=time.perf_counter() - start,
+        train_size=len(train_ds),
+        dev_size=len(dev_ds),
+        train_truncated=sum(row[-1] != fmt.eos for row in train_ds["labels"]),
+        max_seq_length=max_len,
+        virtual_tokens=virtual,
+    )

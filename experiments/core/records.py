@@ -5,8 +5,11 @@ readable tag plus a hash of every setting that can change the result, including 
 trainer (precision, device) and a fingerprint of the data files' contents, so re-running
 a sweep finds the records it already has and skips those points (resume). A failed run
 writes ``<run_id>.failed.json`` (``status: failed``, a one-line ``reason``, the ``step``
-when known) instead, which never blocks a retry. Records carry ``code_version``, a hash
-of the code that can change results; :func:`is_stale` compares it with the current tree.
+when known) instead, which never blocks a retry. Records carry ``code_files``, the
+project files a run was made from (the modules it imported and the config files it
+composed), and ``code_version``, a hash of their contents; :func:`is_stale` rehashes
+those same files in the current tree. Editing the report code therefore leaves training
+records current, while any edit to code a run executed marks it stale.
 """
 
 from __future__ import annotations
@@ -37,8 +40,10 @@ PACKAGES = ("torch", "transformers", "datasets", "accelerate", "hydra-core", "pe
 # chosen hparams row reaches method/train through interpolation, so the table can go.
 _RUN_CONTROL = ("rerun_stale", "verbose")
 _NOT_IDENTITY = ("paths", "logger", "notes", "hparams", *_RUN_CONTROL)
-#: tracked paths whose code can change a result (code_version)
+#: tracked paths whose code can change a result (git_dirty)
 CODE_PATHS = ("lora", "experiments", "conf", "pyproject.toml")
+#: the project's packages: a run's imported modules from these are its code
+_PACKAGES_ROOTS = ("lora", "experiments")
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -87,6 +92,8 @@ def identity(cfg: DictConfig, fingerprint: str) -> dict[str, Any]:
     resolved = {k: OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v
                 for k, v in cfg.items() if k not in _NOT_IDENTITY}  # fmt: skip
     data = {k: v for k, v in resolved.get("data", {}).items() if k != "dir"}
+    if data.get("heldout") is None:  # held-out selection off: the ids made before it
+        data.pop("heldout", None)
     data["fingerprint"] = fingerprint
     resolved["data"] = data
     if distributed.world_size() > 1:  # the effective batch is per-device batch x processes
@@ -150,37 +157,72 @@ def _git(*args: str, strip: bool = True) -> str | None:
 
 
 @functools.lru_cache(maxsize=1)
-def _code_state() -> tuple[str | None, str | None, bool | None]:
-    """(commit, code_version, dirty) of the tree this process runs, once per process."""
-    blobs = _git("ls-files", "-s", "--", *CODE_PATHS, strip=False)
-    if not blobs:  # not a git checkout (installed package): unknown
-        return None, None, None
-    h = hashlib.sha256(blobs.encode())
-    diff = _git("diff", "HEAD", "--no-ext-diff", "--binary", "--", *CODE_PATHS, strip=False)
-    untracked = (_git("ls-files", "-o", "--exclude-standard", "--", *CODE_PATHS) or "").split()
-    h.update((diff or "").encode())
-    for name in sorted(untracked):  # new modules change results as much as edited ones
-        try:
-            h.update(f"\0{name}\0".encode() + (REPO / name).read_bytes())
-        except OSError:
+def _git_state() -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the tree this process runs, once per process; dirty means
+    uncommitted or untracked files under :data:`CODE_PATHS`."""
+    commit = _git("rev-parse", "HEAD")
+    if commit is None:  # not a git checkout (installed package): unknown
+        return None, None
+    status = _git("status", "--porcelain", "--", *CODE_PATHS)
+    return commit, bool(status)
+
+
+def code_files() -> list[str]:
+    """Repo-relative paths of the project code this process ran: the modules of
+    :data:`_PACKAGES_ROOTS` it imported, and the ``conf/`` files Hydra composed (the
+    primary config and one file per chosen group option), sorted."""
+    files = set()
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if not path:
             continue
-    dirty = bool(diff) or bool(untracked)
-    return _git("rev-parse", "HEAD"), h.hexdigest()[:16], dirty
+        rel = _relative(path)
+        if rel and rel.split("/", 1)[0] in _PACKAGES_ROOTS:
+            files.add(rel)
+    files.update(_composed_conf_files())
+    return sorted(files)
 
 
-def code_version() -> str | None:
-    """Hash of the code that can change results (:data:`CODE_PATHS`: blob ids, plus the
-    diff and untracked files when dirty); None outside a git checkout."""
-    return _code_state()[1]
+def _relative(path: str | os.PathLike) -> str | None:
+    try:
+        return Path(path).resolve().relative_to(REPO).as_posix()
+    except ValueError:
+        return None
+
+
+def _composed_conf_files() -> list[str]:
+    """The yaml files under conf/ that Hydra composed for this job; [] outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    hc = HydraConfig.get()
+    conf = REPO / "conf"
+    found = [conf / f"{hc.job.config_name}.yaml"]
+    for group, option in hc.runtime.choices.items():
+        if isinstance(option, str):  # None: group left empty
+            found.append(conf / group / f"{option}.yaml")
+    return [p.relative_to(REPO).as_posix() for p in found if p.is_file()]
+
+
+def code_version(files: list[str] | None = None) -> str:
+    """Hash of ``files`` (repo-relative; default :func:`code_files`): their names and
+    contents, a missing file hashing as missing."""
+    h = hashlib.sha256()
+    for rel in sorted(code_files() if files is None else files):
+        path = REPO / rel
+        h.update(f"{rel}\0{file_digest(path) if path.is_file() else 'missing'}\n".encode())
+    return h.hexdigest()[:16]
 
 
 def is_stale(record: dict[str, Any]) -> bool:
-    """True when ``record`` was made by other code than the current tree (or by unknown
-    code); False when the current code version is unknown."""
-    current = code_version()
-    if current is None:
-        return False
-    return (record.get("provenance") or {}).get("code_version") != current
+    """True when a file the record was made from has changed since (or the record does
+    not list its files: unknown code)."""
+    prov = record.get("provenance") or {}
+    files = prov.get("code_files")
+    if not files:
+        return True
+    return prov.get("code_version") != code_version(files)
 
 
 def provenance() -> dict[str, Any]:
@@ -193,11 +235,13 @@ def provenance() -> dict[str, Any]:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = None
-    commit, version, dirty = _code_state()
+    commit, dirty = _git_state()
+    files = code_files()
     return {
         "git_commit": commit,
         "git_dirty": dirty,  # of CODE_PATHS: uncommitted or untracked code
-        "code_version": version,
+        "code_files": files,
+        "code_version": code_version(files),
         "packages": versions,
         "python": platform.python_version(),
         "hardware": {

@@ -105,16 +105,15 @@ def run_point(cfg: DictConfig, families: Families) -> Outcome:
             file, or a model that cannot be loaded.
         DataError: a malformed data file.
     """
-    known = {name: spec for f in families.values() for name, spec in f.tasks.items()}
-    method = validate(cfg, known)
-    check_inputs(cfg)
-    family = cfg.task.family
+    family = cfg.task.family  # only this family loads: a run imports no other's code
     if family not in families or cfg.task.name not in families[family].tasks:
         raise ConfigError(
             f"invalid setting task.family: task {cfg.task.name!r} is not in family {family!r}"
         )
+    fam = families[family]
+    method = validate(cfg, fam.tasks)
+    check_inputs(cfg)
     try:
-        fam = families[family]
         rid = run_id(cfg, data_fingerprint(fam.data_files(cfg), fam.hub_dataset))
     except FileNotFoundError as err:  # a local data file is missing: a setting to fix
         raise ConfigError(f"invalid setting data.dir: {one_line(err)}") from None

@@ -98,6 +98,7 @@ class DataCfg:
     dir: str | None = None
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
+    heldout: int | None = None  # training examples held out for model selection (GLUE)
 
 
 @dataclass
@@ -237,6 +238,20 @@ def _check_data_dir(cfg: DictConfig) -> None:
             "does not exist; point data.dir= at a folder in the GLUE/E2E layout, or set "
             "data.dir=null (and unset LORA_DATA_DIR) to read the Hub"
         )
+    if not value and _hub_offline() and not _datasets_cache_has_files():
+        raise ConfigError(
+            "invalid setting data.dir: not set (nor LORA_DATA_DIR), and HF_HUB_OFFLINE=1 "
+            "keeps the Hub's datasets out of reach with none cached; set data.dir=/path/to/"
+            "data (a folder in the GLUE/E2E layout, e.g. ../shared/data), or run with "
+            "HF_HUB_OFFLINE=0 to download"
+        )
+
+
+def _datasets_cache_has_files() -> bool:
+    """Whether the ``datasets`` cache holds anything (offline runs can read from it)."""
+    home = os.environ.get("HF_HOME") or Path("~/.cache/huggingface").expanduser()
+    cache = Path(os.environ.get("HF_DATASETS_CACHE") or Path(home) / "datasets")
+    return cache.is_dir() and any(cache.iterdir())
 
 
 def _hub_offline() -> bool:
@@ -323,9 +338,12 @@ def check_settings(
     _check(not bad_loggers, "logger.report_to", f"{bad_loggers}; allowed: {', '.join(LOGGERS)}")
     for key in ("lr", "epochs", "batch_size", "eval_batch_size", "max_seq_length"):
         _check(cfg.train[key] > 0, f"train.{key}", f"must be > 0; got {cfg.train[key]}")
-    for key in ("max_train_samples", "max_eval_samples"):
+    for key in ("max_train_samples", "max_eval_samples", "heldout"):
         value = cfg.data[key]
         _check(value is None or value > 0, f"data.{key}", f"must be > 0 or null; got {value}")
+    _check(cfg.data.heldout is None or cfg.task.family == "glue", "data.heldout",
+           f"held-out selection is implemented for GLUE tasks only; got task {cfg.task.name!r}"
+           "; set data.heldout=null")  # fmt: skip
     _check(
         0.0 <= cfg.train.label_smoothing < 1.0,
         "train.label_smoothing",

@@ -18,18 +18,16 @@ line (or exactly one reference per line and no empty line); ``PREDS`` one output
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from experiments.core.nlg_metrics import meteor_score, require_java
 from experiments.e2e import mteval
 
 if TYPE_CHECKING:
     import evaluate
-    from pycocoevalcap.meteor.meteor import Meteor
 
 __all__ = [
     "METRIC_MODULE_DIR",
@@ -106,38 +104,6 @@ def read_predictions(path: str | Path) -> list[str]:
     return _read_lines(path)
 
 
-def _require_java() -> None:
-    if shutil.which("java") is None:
-        raise RuntimeError(
-            "java not found on PATH: METEOR and the PTB tokenizer (pycocoevalcap) need a Java "
-            "runtime (8 or newer)"
-        )
-
-
-@contextmanager
-def _meteor_scorer() -> Iterator[Meteor]:
-    """pycocoevalcap's METEOR scorer; its JVM is stopped on exit, and a crash becomes an error."""
-    from pycocoevalcap.meteor.meteor import Meteor
-
-    meteor = Meteor()
-    jvm = meteor.meteor_p
-    try:
-        yield meteor
-    except (OSError, ValueError) as err:  # broken pipe or unparsable reply: the jar died
-        jvm.kill()
-        detail = jvm.stderr.read().decode(errors="replace").strip().splitlines()
-        raise RuntimeError(f"METEOR (java) failed: {detail[-1] if detail else err}") from err
-    finally:
-        # Meteor.__del__ waits for a lock that a failed compute_score never releases, and would
-        # report a broken pipe when closing stdin after a crash.
-        if meteor.lock.locked():
-            meteor.lock.release()
-        jvm.kill()
-        jvm.wait()
-        with suppress(OSError):
-            jvm.stdin.close()
-
-
 def _ptb_tokenize(captions: dict[tuple[str, int], list[str]]) -> dict[tuple[str, int], list[str]]:
     """Stanford PTBTokenizer via pycocoevalcap: lowercased tokens joined by spaces, no punctuation.
 
@@ -169,11 +135,10 @@ def _coco_scores(
     gts = {i: tokenized[("ref", i)] for i in range(len(predictions))}
     res = {i: tokenized[("hyp", i)] for i in range(len(predictions))}
 
-    with _meteor_scorer() as meteor:
-        meteor_score, _ = meteor.compute_score(gts, res)
+    meteor = meteor_score(gts, res)
     rouge_score, _ = Rouge().compute_score(gts, res)
     cider_score, _ = Cider().compute_score(gts, res)
-    return {"METEOR": meteor_score, "ROUGE_L": rouge_score, "CIDEr": cider_score}
+    return {"METEOR": meteor, "ROUGE_L": rouge_score, "CIDEr": cider_score}
 
 
 def compute_e2e_metrics(
@@ -203,7 +168,7 @@ def compute_e2e_metrics(
         "BLEU": mteval.bleu(references, predictions),  # also validates the inputs
         "NIST": mteval.nist(references, predictions),
     }
-    _require_java()
+    require_java("METEOR and the PTB tokenizer (pycocoevalcap) need a Java runtime (8 or newer)")
     scores.update(_coco_scores(references, predictions))
     return {name: float(scores[name]) for name in METRIC_NAMES}
 

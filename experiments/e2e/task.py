@@ -24,25 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset
 from omegaconf import DictConfig
-from transformers import (
-    AutoConfig,
-    PreTrainedTokenizerBase,
-    set_seed,
-)
+from transformers import PreTrainedTokenizerBase
 
-from experiments.core.data import resolve_data_dir, subsample, usable_length
-from experiments.core.fit import fit
-from experiments.core.generation import (
-    CompletionCollator,
-    KeepBestEpoch,
-    SequenceFormat,
-    beam_decode,
-    encode_pair,
-)
-from experiments.core.models import load_model, load_tokenizer, resolve_pretrained
-from experiments.core.training import peak_memory, training_arguments
+from experiments.core.data import resolve_data_dir, subsample
+from experiments.core.generation import train_and_decode
+from experiments.core.training import peak_memory
 from experiments.e2e.data import HUB_DATASET, accent_map, group_by_mr, load_e2e, pretokenize
 from experiments.e2e.metrics import compute_e2e_metrics
 from lora.methods import MethodConfig
@@ -128,50 +115,11 @@ def run_e2e(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[str
     dev_pairs = subsample(data["dev"], cfg.data.max_eval_samples, cfg.seed)
     test = group_by_mr(data["test"])[: decode.max_mrs]
 
-    tokenizer = load_tokenizer(cfg.model)
-    fmt = SequenceFormat.for_tokenizer(tokenizer)
-    set_seed(cfg.seed)
-    # Encoder configs (BERT) have is_decoder: True gives BertLMHeadModel causal attention.
-    config = AutoConfig.from_pretrained(resolve_pretrained(cfg.model))
-    model = load_model(
-        cfg.model, "causal_lm", **({"is_decoder": True} if hasattr(config, "is_decoder") else {})
+    run = train_and_decode(cfg, method, output_dir, train_pairs, dev_pairs, [c for c, _ in test])
+    cleaner = OutputCleaner(
+        run.tokenizer, cfg.task.pretokenize, [t for p in train_pairs for t in p]
     )
-    method.apply(model)
-    max_positions = model.config.max_position_embeddings
-    max_len, virtual = usable_length(cfg, method, max_positions)
-
-    def encode(pairs: list[tuple[str, str]]) -> Dataset:
-        rows = [encode_pair(tokenizer, fmt, c, r, max_len) for c, r in pairs]
-        return Dataset.from_list(rows)
-
-    train_ds, dev_ds = encode(train_pairs), encode(dev_pairs)
-    truncated = sum(row[-1] != fmt.eos for row in train_ds["labels"])
-
-    keeper = KeepBestEpoch(model, "eval_dev_loss")
-    result = fit(
-        model,
-        training_arguments(
-            cfg, output_dir, train_sampling_strategy="group_by_length", prediction_loss_only=True
-        ),
-        train_dataset=train_ds,
-        eval_dataset={"dev": dev_ds},
-        data_collator=CompletionCollator(fmt.pad, prompt_lengths=virtual > 0),
-        best_key="eval_dev_loss",
-        maximize=False,  # the same epoch as keeper's: the first lowest dev loss
-        modules_to_save=method.modules_to_save,
-        loraplus_lr_ratio=getattr(method, "loraplus_lr_ratio", None),
-        callbacks=[keeper],
-    )
-    keeper.restore()
-    best = result.best
-
-    cleaner = OutputCleaner(tokenizer, cfg.task.pretokenize, [t for p in train_pairs for t in p])
-    start = time.perf_counter()
-    new_ids = beam_decode(
-        model, tokenizer, fmt, [c for c, _ in test], decode, max_positions - virtual
-    )
-    decode_seconds = time.perf_counter() - start
-    predictions = [cleaner(ids) for ids in new_ids]
+    predictions = [cleaner(ids) for ids in run.outputs]
     references = [refs for _, refs in test]
     files = write_outputs(output_dir, references, predictions)
     start = time.perf_counter()
@@ -181,37 +129,26 @@ def run_e2e(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[str
         raise ValueError(f"cannot score {files['predictions']}: {err}") from err
     score_seconds = time.perf_counter() - start
 
-    eval_seconds = best.get("eval_dev_runtime")
     return {
         "metrics": {
             "main_metric": "BLEU",
             "main": scores["BLEU"],
-            "best_epoch": best.get("epoch"),
-            "best": {k.removeprefix("eval_"): v for k, v in best.items() if k.startswith("eval_")},
             "test": scores,
-            "selection": "lowest dev loss; only that epoch's weights are decoded",
+            **run.selection(),
         },
-        "epochs": result.epochs,
-        "params": result.params,
-        "timing": {
-            "train_seconds": round(result.train_seconds, 2),
-            "train_samples_per_second": result.train_samples_per_second,
-            "seconds_per_step": round(result.train_seconds / max(result.steps, 1), 4),
-            "eval_seconds": eval_seconds,
-            "decode_seconds": round(decode_seconds, 2),
-            "decode_ms_per_mr": round(1000 * decode_seconds / len(test), 1),
-            "score_seconds": round(score_seconds, 2),
-        },
+        "epochs": run.fit.epochs,
+        "params": run.fit.params,
+        "timing": run.timing("decode_ms_per_mr", len(test), score_seconds),
         "memory": peak_memory(),  # since fit's reset: training and beam search
         "data": {
             "source": str(resolve_data_dir(cfg.data.dir) or f"hub:{HUB_DATASET}"),
-            "train_size": len(train_ds),
+            "train_size": run.train_size,
             "train_available": len(data["train"]),
-            "eval_sizes": {"dev": len(dev_ds), "test_mrs": len(test)},
+            "eval_sizes": {"dev": run.dev_size, "test_mrs": len(test)},
             "test_references": sum(map(len, references)),
-            "train_truncated": truncated,
-            "max_seq_length": max_len,
-            "virtual_tokens": virtual,
+            "train_truncated": run.train_truncated,
+            "max_seq_length": run.max_seq_length,
+            "virtual_tokens": run.virtual_tokens,
             "pretokenize": bool(cfg.task.pretokenize),
         },
         "decode": {

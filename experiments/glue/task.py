@@ -9,9 +9,10 @@ import numpy as np
 from omegaconf import DictConfig
 from transformers import DataCollatorWithPadding, EvalPrediction, set_seed
 
-from experiments.core.data import resolve_data_dir, subsample, usable_length
+from experiments.core.data import heldout_split, resolve_data_dir, subsample, usable_length
 from experiments.core.fit import fit
 from experiments.core.models import load_model, load_tokenizer
+from experiments.core.schema import ConfigError
 from experiments.core.training import training_arguments
 from experiments.glue.data import get_task, load_glue
 from experiments.glue.metrics import glue_metrics
@@ -25,13 +26,25 @@ def run_glue(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[st
 
     Returns the record's run-specific part: best and per-epoch metrics, parameter
     counts, timing, memory and data sizes. The best epoch is chosen by the task's
-    main metric on the (first) dev split, as the paper does (§D.1).
+    main metric on the (first) dev split, as the paper does (§D.1). With
+    ``data.heldout=n``, n seeded training examples are held out before the subsample and
+    evaluated every epoch too; ``metrics.heldout`` then gives held-out selection: the
+    epoch with the best held-out score, its held-out score and its dev score.
+
+    Raises:
+        ConfigError: ``data.heldout`` leaves no training example.
     """
     task = get_task(cfg.task.name)
     data = load_glue(task.name, cfg.data.dir)
-    data["train"] = subsample(data["train"], cfg.data.max_train_samples, cfg.seed)
+    try:
+        train, heldout = heldout_split(data["train"], cfg.data.heldout, cfg.seed)
+    except ValueError as err:
+        raise ConfigError(f"invalid setting {err}") from None
+    data["train"] = subsample(train, cfg.data.max_train_samples, cfg.seed)
     evals = {k: subsample(v, cfg.data.max_eval_samples, cfg.seed) for k, v in data.items()}
     evals.pop("train")
+    if heldout is not None:  # never subsampled: data.heldout is its size
+        evals["heldout"] = heldout
 
     tokenizer = load_tokenizer(cfg.model)
     set_seed(cfg.seed)
@@ -58,6 +71,7 @@ def run_glue(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[st
 
     main_split = next(iter(task.eval_splits))
     key = f"eval_{main_split}_{task.main_metric}"
+    heldout_key = f"eval_heldout_{task.main_metric}"
     result = fit(
         model,
         training_arguments(cfg, output_dir, train_sampling_strategy="group_by_length"),
@@ -68,6 +82,7 @@ def run_glue(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[st
         best_key=key,
         modules_to_save=method.modules_to_save,
         loraplus_lr_ratio=getattr(method, "loraplus_lr_ratio", None),
+        select_key=heldout_key if heldout is not None else None,
     )
     if cfg.train.save_adapter and result.trainer.is_world_process_zero():
         save_adapter(model, output_dir / "adapter", method,
@@ -75,13 +90,17 @@ def run_glue(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[st
     best = result.best
     n_eval = len(eval_ds[main_split])
     eval_seconds = best.get(f"eval_{main_split}_runtime")
+    metrics = {
+        "main_metric": task.main_metric,
+        "main": best[key],
+        "best_epoch": best["epoch"],
+        "best": {k.removeprefix("eval_"): v for k, v in best.items() if k.startswith("eval_")},
+    }
+    if result.selected is not None:
+        sel = result.selected
+        metrics["heldout"] = {"epoch": sel["epoch"], "score": sel[heldout_key], "main": sel[key]}
     return {
-        "metrics": {
-            "main_metric": task.main_metric,
-            "main": best[key],
-            "best_epoch": best["epoch"],
-            "best": {k.removeprefix("eval_"): v for k, v in best.items() if k.startswith("eval_")},
-        },
+        "metrics": metrics,
         "epochs": result.epochs,
         "params": result.params,
         "timing": {

@@ -6,7 +6,8 @@
 Sections (``sections=[...]`` picks a subset), all on random weights:
 
 * ``train``: time of one training step (forward + backward + AdamW step) at the same
-  batch, LoRA against full fine-tuning, per model (GPT-2 medium, RoBERTa-base); the
+  batch, LoRA against full fine-tuning, per model (GPT-2 medium, RoBERTa-base; or one
+  ``model=`` preset such as ``smollm2-135m``, a Llama: causal LMs train on LM labels); the
   two run round-robin in one process (:func:`experiments.perf.timing.interleave`).
 * ``memory``: peak training memory of each (model, method), each measured in a fresh
   process (spawned, so nothing else is resident): peak RSS (``VmHWM``) on CPU, peak
@@ -30,7 +31,6 @@ from __future__ import annotations
 import copy
 import logging
 import multiprocessing
-import sys
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -38,7 +38,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -50,15 +49,26 @@ from experiments.perf.timing import (
     check,
     check_int,
     compare,
+    is_causal,
     load_arch,
     perf_record,
+    publish,
     resolve_common,
-    save_record,
     setup,
     synchronize,
 )
 from experiments.report.efficiency_tables import METHODS, fmt_ratio, peak_key, write_bench_table
-from lora import arch_spec, count_parameters, make_method, merge_lora, save_adapter
+from lora import (
+    ARCHITECTURES,
+    arch_spec,
+    count_parameters,
+    lora_layers,
+    make_method,
+    merge_lora,
+    parse_targets,
+    save_adapter,
+)
+from lora.arch import module_name
 
 log = logging.getLogger("experiments.bench")
 
@@ -67,10 +77,13 @@ SECTIONS = ("train", "memory", "checkpoint", "peft")
 #: The issue's targets: (figure, bound), each met when the ratio is at most the bound.
 TARGETS = {
     "train_step": ("LoRA / full FT training step time", 0.75),
-    "memory": ("LoRA / full FT peak training memory (GPT-2, small batch)", 0.5),
+    "memory": ("LoRA / full FT peak training memory (decoder LM, small batch)", 0.5),
     "peft_forward": ("our unmerged LoRA forward / peft's", 1.0),
     "peft_train": ("our LoRA training step / peft's", 1.0),
 }
+
+#: Model types whose memory ratio is checked against the target (the paper's GPT LMs).
+CAUSAL_TYPES = tuple(t for t, spec in ARCHITECTURES.items() if spec.causal)
 
 
 # -- settings --------------------------------------------------------------------------
@@ -118,6 +131,8 @@ def resolve(cfg: DictConfig) -> Settings:
     """
     c = OmegaConf.to_container(cfg, resolve=True)
     pick = resolve_common(c, PRESETS)
+    if c.get("model"):  # the model group was chosen: that one preset for every section
+        c["models"], c["peft_model"] = [c["model"]["name"]], c["model"]["name"]
     sections = list(c["sections"])
     bad = [x for x in sections if x not in SECTIONS]
     check(
@@ -161,10 +176,11 @@ def resolve(cfg: DictConfig) -> Settings:
     if "peft" in s.sections:
         config = load_arch(s.peft_model, s.arch_overrides)
         spec = arch_spec(config.model_type)
+        targets = parse_targets(lora_settings(s, config.model_type)["targets"])
         fused = [
             t
-            for t in lora_settings(s, config.model_type)["targets"]
-            if spec.targets[t].slice_index is not None
+            for t in targets.paper
+            if t in spec.targets and spec.targets[t].slice_index is not None
         ]
         check(
             not fused,
@@ -179,13 +195,14 @@ def resolve(cfg: DictConfig) -> Settings:
 
 
 def make_inputs(config: Any, batch: int, seq: int, device: torch.device, seed: int) -> dict:
-    """Random training batch: token ids, mask and labels (LM labels for GPT-2, classes else).
+    """Random training batch: token ids, mask and labels (LM labels for a decoder-only
+    model, :func:`~experiments.perf.timing.is_causal`; classes else).
 
     Shapes: ``input_ids``/``attention_mask`` (batch, seq); ``labels`` (batch, seq) or (batch,).
     """
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(3, config.vocab_size, (batch, seq), generator=g)  # skip special ids
-    if config.model_type == "gpt2":
+    if is_causal(config):
         labels = ids.clone()
     else:
         labels = torch.randint(0, config.num_labels, (batch,), generator=g)
@@ -330,7 +347,8 @@ def bench_peft(s: Settings, device, dtype, timer=None) -> dict[str, Any] | None:
         r=cfg["r"],
         lora_alpha=cfg["lora_alpha"],
         lora_dropout=cfg.get("lora_dropout", 0.0),
-        target_modules=[spec.targets[t].path for t in cfg["targets"]],
+        # exactly the modules ours wrapped, whatever form ``targets`` took
+        target_modules=[module_name(ours, layer) for layer in lora_layers(ours)],
         fan_in_fan_out=spec.fan_in_fan_out,
         modules_to_save=head or None,
     )
@@ -381,7 +399,7 @@ def check_targets(record: dict[str, Any]) -> list[dict[str, Any]]:
         if "train" in m:
             out.append(_target("train_step", m["model"], *m["train"]["ratio"]["lora"]))
     for m in record["memory"]:
-        if m["method"] == "lora" and m["model_type"] == "gpt2":
+        if m["method"] == "lora" and m["model_type"] in CAUSAL_TYPES:
             out.append(_target("memory", m["model"], m["ratio"], 0.0))
     p = record.get("peft")
     if p:
@@ -436,21 +454,4 @@ def run(cfg: DictConfig, timer=None) -> tuple[dict[str, Any], list[Path]]:
     record = perf_record("bench", s, device, cfg.notes, model=",".join(s.models),
                          models=models, memory=memory, peft=peft_result)  # fmt: skip
     record["targets"] = check_targets(record)
-    run_path = save_record(record, Path(s.results_dir))
-    return record, [*write_bench_table(record, Path(s.results_dir) / "tables"), run_path]
-
-
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="bench")
-def main(cfg: DictConfig) -> None:
-    try:
-        record, paths = run(cfg)
-    except ConfigError as err:
-        sys.exit(f"error: {err}")
-    for t in record["targets"]:
-        log.info("target %s (%s): %s -> %s", t["target"], t["where"], t["figure"], t["met"])
-    for path in paths:
-        print(path)
-
-
-if __name__ == "__main__":
-    main()
+    return record, publish(record, Path(s.results_dir), write_bench_table)

@@ -4,9 +4,10 @@
     python -m experiments.latency preset=table1 device=cuda    # Table 1: 3 points, 100 trials
     python -m experiments.latency preset=figure5 device=cuda   # Figure 5: 18 points x r
 
-GPT-2 medium's architecture with random weights (latency does not depend on the
-values), eval mode, ``torch.no_grad``, no KV cache, one forward pass over a
-(batch, seq) block of token ids. Every variant is a copy of one base model that
+A decoder-only model preset's architecture (``model=``: GPT-2 medium by default,
+``smollm2-135m`` for Llama) with random weights (latency does not depend on the
+values), eval mode, ``torch.no_grad``, no KV cache, one forward pass over a (batch, seq)
+block of token ids. Every variant is a copy of one base model that
 shares its weights (merged LoRA copies only the matrices it merges into): the base;
 LoRA merged (r=4 on W_q, W_v, B set non-zero, then :func:`lora.merge_lora`: the
 paper's "Fine-Tune/LoRA" row; the GPU preset also times it merged and unloaded, i.e.
@@ -26,12 +27,10 @@ Errors: a bad setting stops with one line naming it and the allowed values.
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -43,9 +42,10 @@ from experiments.perf.timing import (
     check,
     check_int,
     compare,
+    is_causal,
     perf_record,
+    publish,
     resolve_common,
-    save_record,
     setup,
     share_weights_copy,
 )
@@ -109,9 +109,10 @@ def resolve(cfg: DictConfig) -> Settings:
     model = c["model"]["name"]
     config = arch_config(model, c["model"].get("arch"), c["arch_overrides"])
     check(
-        config.model_type == "gpt2",
+        is_causal(config),
         "model",
-        f"{model!r} is not GPT-2; allowed: a GPT-2 preset (gpt2-medium, gpt2-large)",
+        f"{model!r} is not a decoder-only LM; allowed: a GPT-2 or Llama preset "
+        "(gpt2-medium, gpt2-large, smollm2-135m)",
     )
     methods = pick["methods"]
     bad = [m for m in methods if m not in METHOD_KINDS]
@@ -136,9 +137,10 @@ def resolve(cfg: DictConfig) -> Settings:
         check(ok, "grid", f"entries must be [batch, seq]; got {point!r}")
         b, s = check_int(point[0], "grid", 1), check_int(point[1], "grid", 1)
         check(
-            s + n_v <= config.n_positions,
+            s + n_v <= config.max_position_embeddings,
             "grid",
-            f"seq {s} + {n_v} prefix tokens exceeds the model's {config.n_positions} positions",
+            f"seq {s} + {n_v} prefix tokens exceeds the model's "
+            f"{config.max_position_embeddings} positions",
         )
         grid.append((b, s))
     check(bool(grid), "grid", "must list at least one [batch, seq]")
@@ -403,7 +405,7 @@ def run(cfg: DictConfig, timer=None) -> tuple[dict[str, Any], list[Path]]:
     s = resolve(cfg)
     device, dtype = setup(s)
     config = arch_config(s.model, s.arch, s.arch_overrides)
-    variants = plan_variants(s, config.n_layer, config.n_embd)
+    variants = plan_variants(s, config.num_hidden_layers, config.hidden_size)
     log.info("building %s (%s, %s) and %d variants", s.model, s.device, s.dtype, len(variants) - 1)
     base = build_model(config, device, dtype, s.seed).eval()
     models, params = {}, {}
@@ -437,9 +439,10 @@ def run(cfg: DictConfig, timer=None) -> tuple[dict[str, Any], list[Path]]:
         cfg.notes,
         model=s.model,
         arch={
-            "n_layer": config.n_layer,
-            "n_embd": config.n_embd,
-            "n_head": config.n_head,
+            "model_type": config.model_type,
+            "num_hidden_layers": config.num_hidden_layers,
+            "hidden_size": config.hidden_size,
+            "num_attention_heads": config.num_attention_heads,
             "vocab_size": config.vocab_size,
             "attn_implementation": getattr(config, "_attn_implementation", None),
         },
@@ -447,21 +450,4 @@ def run(cfg: DictConfig, timer=None) -> tuple[dict[str, Any], list[Path]]:
         points=points,
         targets=check_targets(points, variants),
     )
-    run_path = save_record(record, Path(s.results_dir))
-    return record, [*write_latency_table(record, Path(s.results_dir) / "tables"), run_path]
-
-
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="latency")
-def main(cfg: DictConfig) -> None:
-    try:
-        record, paths = run(cfg)
-    except ConfigError as err:
-        sys.exit(f"error: {err}")
-    for t in record["targets"]:
-        log.info("target %s: %s -> %s", t["target"], t["figure"], t["met"])
-    for path in paths:
-        print(path)
-
-
-if __name__ == "__main__":
-    main()
+    return record, publish(record, Path(s.results_dir), write_latency_table)

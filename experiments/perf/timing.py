@@ -19,10 +19,12 @@ import copy
 import gc
 import hashlib
 import json
+import logging
 import math
 import platform
 import random
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -36,6 +38,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceC
 
 from experiments.core.records import SCHEMA_VERSION, provenance, write_atomic
 from experiments.core.schema import ConfigError
+from lora import ARCHITECTURES
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 DEVICES = ("cpu", "cuda")
@@ -152,16 +155,21 @@ def load_arch(
     return arch_config(name, node.get("arch"), overrides)
 
 
+def is_causal(config: Any) -> bool:
+    """True for decoder-only families (GPT-2, Llama ...: :attr:`lora.ArchSpec.causal`)."""
+    spec = ARCHITECTURES.get(config.model_type)
+    return bool(spec and spec.causal)
+
+
 def build_model(config: Any, device: torch.device, dtype: torch.dtype, seed: int) -> nn.Module:
-    """Randomly initialised model for ``config``: a causal LM for GPT-2, else a classifier.
+    """Randomly initialised model for ``config``: a causal LM for a decoder-only family
+    (:func:`is_causal`), else a sequence classifier.
 
     Weights are initialised as the architecture does (never left uninitialised:
     garbage values can hold denormals or NaNs that change kernel speed).
     """
     torch.manual_seed(seed)
-    auto = (
-        AutoModelForCausalLM if config.model_type == "gpt2" else AutoModelForSequenceClassification
-    )
+    auto = AutoModelForCausalLM if is_causal(config) else AutoModelForSequenceClassification
     with torch.device(device):
         model = auto.from_config(config)
     return model.to(dtype)
@@ -382,3 +390,32 @@ def save_record(record: dict[str, Any], results_dir: Path) -> Path:
     path = results_dir / "runs" / record["experiment"] / f"{record['run_id']}.json"
     write_atomic(path, record)
     return path
+
+
+def publish(
+    record: dict[str, Any],
+    results_dir: Path,
+    render: Callable[[dict[str, Any], Path], list[Path]],
+) -> list[Path]:
+    """Save ``record`` (:func:`save_record`), then ``render(record, results_dir / "tables")``
+    as ``make tables`` does; returns the table paths, then the record's."""
+    run_path = save_record(record, results_dir)
+    return [*render(record, results_dir / "tables"), run_path]
+
+
+def run_cli(
+    run: Callable[[Any], tuple[dict[str, Any], list[Path]]], cfg: Any, log: logging.Logger
+) -> None:
+    """A perf job's command line: ``run(cfg)``, then log each target and print each path.
+
+    A bad setting (:class:`ConfigError`) exits with one ``error: ...`` line, no traceback.
+    """
+    try:
+        record, paths = run(cfg)
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
+    for t in record["targets"]:
+        where = f" ({t['where']})" if t.get("where") else ""
+        log.info("target %s%s: %s -> %s", t["target"], where, t["figure"], t["met"])
+    for path in paths:
+        print(path)

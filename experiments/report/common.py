@@ -79,11 +79,12 @@ def write_md_csv(out: Path, stem: str, md: str, rows: list[list[Any]] | list[dic
 # -- rows as configurations ------------------------------------------------------------
 
 
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested config -> ``{"prefix.dotted.key": JSON value}`` (empty dicts kept as ``{}``)."""
     if isinstance(node, dict) and node:
         out = {}
         for key, value in node.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
+            out.update(flatten(value, f"{prefix}{key}."))
         return out
     return {prefix[:-1]: json.dumps(node, sort_keys=True)}
 
@@ -92,7 +93,7 @@ def settings_of(record: dict[str, Any]) -> dict[str, str]:
     """The record's config as ``dotted.key -> JSON value``, less what is not a setting."""
     config = {k: v for k, v in record.get("config", {}).items() if k not in _NOT_SETTINGS}
     config["data"] = {k: v for k, v in config.get("data", {}).items() if k != "dir"}
-    return _flatten(config)
+    return flatten(config)
 
 
 def _is_method_key(key: str) -> bool:

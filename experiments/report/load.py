@@ -29,17 +29,23 @@ REQUIRED = {
     "e2e": ("model", "task", "method", "config", "metrics.test", "metrics.best_epoch",
             "params.method", "params.trainable", "params.total", "data.train_size",
             "data.train_available", "data.eval_sizes", "data.test_references", "decode"),
+    "webnlg": ("model", "task", "method", "config", "metrics.test", "params.method",
+               "params.trainable", "params.total", "data.train_size", "data.train_available",
+               "data.eval_sizes", "data.test_subset_sizes", "data.test_references", "decode"),
     "latency": ("settings.name", "settings.preset", "points", "variants", "targets", "hardware"),
     "bench": ("settings.name", "models", "memory", "targets", "hardware"),
 }  # fmt: skip
 
 
 def kind(record: dict[str, Any]) -> str | None:
-    """``glue``, ``e2e``, ``latency``, ``bench``, or None for a record no table takes."""
+    """``glue``, ``e2e``, ``webnlg``, ``latency``, ``bench``, or None for a record no table
+    takes."""
     if record.get("experiment") in PERF_EXPERIMENTS:
         return record["experiment"]
     if record.get("task") == "e2e":
         return "e2e"
+    if record.get("task") == "webnlg":  # DART (only an "all" subset) has no table yet
+        return "webnlg"
     return "glue" if record.get("task") in GLUE_TASKS else None
 
 

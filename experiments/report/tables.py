@@ -4,7 +4,8 @@
     python -m experiments.tables --experiment demo
 
 Per training experiment: ``<experiment>.md``/``.csv`` (GLUE, paper Table 2), the E2E
-table (paper Table 3; ``<experiment>_e2e`` when the experiment also has GLUE runs) and a
+table (paper Table 3; ``<experiment>_e2e`` when the experiment also has GLUE runs), the
+WebNLG table (paper Table 14; ``<experiment>_webnlg`` likewise) and a
 rank-sweep plot where the records hold several ranks. From the perf jobs' records: the
 latency table and plot (``results/runs/latency``, paper Table 1 / Figure 5) and the
 efficiency tables (``results/runs/bench``), one per output name, from its latest record.
@@ -17,6 +18,7 @@ import argparse
 from collections import defaultdict
 from pathlib import Path
 
+from experiments.report.ablation_tables import layout_for, write_layout_table
 from experiments.report.common import latest, write_md_csv
 from experiments.report.e2e_tables import write_e2e_table
 from experiments.report.efficiency_tables import write_bench_table
@@ -24,6 +26,7 @@ from experiments.report.glue_tables import render_glue
 from experiments.report.latency_tables import write_latency_table
 from experiments.report.load import kind, load_records
 from experiments.report.plots import plot_rank_sweep
+from experiments.report.webnlg_tables import write_webnlg_table
 
 
 def write_tables(results_dir: Path, experiment: str | None = None) -> list[Path]:
@@ -44,10 +47,23 @@ def write_tables(results_dir: Path, experiment: str | None = None) -> list[Path]
             for r in latest(recs, lambda r: r["settings"]["name"]).values():
                 written += write_bench_table(r, out)
             continue
+        if exp.startswith("successors"):  # issue 12: lr search, both protocols, Pareto plot
+            from experiments.report.successors_tables import write_successors_table
+
+            written += write_successors_table(out, exp, recs)
+            continue
+        if layout_for(exp) is not None:  # paper Tables 5, 6, 16, 18 in the paper's layout
+            written += write_layout_table(out, exp, recs)
+            continue
         e2e = [r for r in recs if kind(r) == "e2e"]
         if e2e:
             written += write_e2e_table(
                 out, exp if len(e2e) == len(recs) else f"{exp}_e2e", exp, e2e
+            )
+        webnlg = [r for r in recs if kind(r) == "webnlg"]
+        if webnlg:
+            written += write_webnlg_table(
+                out, exp if len(webnlg) == len(recs) else f"{exp}_webnlg", exp, webnlg
             )
         glue = [r for r in recs if kind(r) == "glue"]
         if not glue:

@@ -27,13 +27,9 @@ reader takes from the files' final newline, which adds one segment scored TER 1.
 from __future__ import annotations
 
 import re
-import shutil
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
 
-if TYPE_CHECKING:
-    from pycocoevalcap.meteor.meteor import Meteor
+from experiments.core.nlg_metrics import meteor_score, require_java
 
 REF_NUM = 6
 METRIC_NAMES = ("BLEU", "METEOR", "TER")
@@ -112,31 +108,6 @@ def ter(references: Sequence[Sequence[str]], predictions: Sequence[str]) -> floa
     return total / len(predictions)
 
 
-@contextmanager
-def _meteor() -> Iterator[Meteor]:
-    """pycocoevalcap's METEOR 1.5 (``-l en -norm``); the JVM is stopped on exit."""
-    if shutil.which("java") is None:
-        raise RuntimeError("java not found on PATH: METEOR 1.5 (pycocoevalcap) needs Java 8+")
-    from pycocoevalcap.meteor.meteor import Meteor
-
-    scorer = Meteor()
-    jvm = scorer.meteor_p
-    try:
-        yield scorer
-    except (OSError, ValueError) as err:  # broken pipe or unparsable reply: the jar died
-        jvm.kill()
-        detail = jvm.stderr.read().decode(errors="replace").strip().splitlines()
-        raise RuntimeError(f"METEOR (java) failed: {detail[-1] if detail else err}") from err
-    finally:
-        # Meteor.__del__ would block on the lock a failed compute_score keeps held.
-        if scorer.lock.locked():
-            scorer.lock.release()
-        jvm.kill()
-        jvm.wait()
-        with suppress(OSError):
-            jvm.stdin.close()
-
-
 def meteor(references: Sequence[Sequence[str]], predictions: Sequence[str]) -> float:
     """System-level METEOR 1.5 (a fraction) with ``-l en -norm``, all references per output:
     the final score of ``java -jar meteor-1.5.jar hyp ref -l en -norm -r N``.
@@ -149,9 +120,8 @@ def meteor(references: Sequence[Sequence[str]], predictions: Sequence[str]) -> f
     # the stdio protocol is line- and '|||'-based: keep every text on one line
     gts = {i: [" ".join(r.split()) for r in refs if r.strip()] for i, refs in enumerate(references)}
     res = {i: [" ".join(p.split())] for i, p in enumerate(predictions)}
-    with _meteor() as scorer:
-        value, _ = scorer.compute_score(gts, res)
-    return float(value)
+    require_java("METEOR 1.5 (pycocoevalcap) needs Java 8+")
+    return meteor_score(gts, res)
 
 
 def score(

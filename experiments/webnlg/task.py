@@ -18,25 +18,17 @@ the files GenerationEval reads, already lowercased and tokenized like
 
 from __future__ import annotations
 
+import random
 import time
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset
 from omegaconf import DictConfig
-from transformers import AutoConfig, PreTrainedTokenizerBase, set_seed
+from transformers import PreTrainedTokenizerBase
 
-from experiments.core.data import resolve_data_dir, subsample, usable_length
-from experiments.core.fit import fit
-from experiments.core.generation import (
-    CompletionCollator,
-    KeepBestEpoch,
-    SequenceFormat,
-    beam_decode,
-    encode_pair,
-)
-from experiments.core.models import load_model, load_tokenizer, resolve_pretrained
-from experiments.core.training import peak_memory, training_arguments
+from experiments.core.data import resolve_data_dir, subsample
+from experiments.core.generation import train_and_decode
+from experiments.core.training import peak_memory
 from experiments.webnlg import dart as dart_data
 from experiments.webnlg import data as webnlg_data
 from experiments.webnlg.data import (
@@ -71,6 +63,26 @@ def load_task(name: str, data_dir: str | None) -> tuple[dict[str, list[Entry]], 
         data = dart_data.load_dart(data_dir)
         return data, group_references(data["test"])
     raise KeyError(f"unknown data-to-text task {name!r}; known: {', '.join(TASKS)}")
+
+
+def select_test(groups: list[TestGroup], n: int | None, seed: int) -> list[TestGroup]:
+    """The test inputs to decode (``task.decode.max_mrs`` = ``n``), in test-file order.
+
+    ``None`` (or ``n`` ≥ the count) keeps all. Otherwise a seeded sample of ``n`` that keeps
+    the unseen/seen proportions of the test set, with at least one of each when both
+    exist and ``n`` ≥ 2, so Table 14's U, S and A are all scored (the test file lists
+    categories in blocks: its first ``n`` inputs would all be seen).
+    """
+    if n is None or n >= len(groups):
+        return groups
+    unseen = [i for i, g in enumerate(groups) if not g.seen]
+    seen = [i for i, g in enumerate(groups) if g.seen]
+    k = round(n * len(unseen) / len(groups))
+    if unseen and seen and n >= 2:
+        k = min(max(k, 1), n - 1)
+    rng = random.Random(seed)
+    pick = rng.sample(unseen, k) + rng.sample(seen, n - k)
+    return [groups[i] for i in sorted(pick)]
 
 
 def clean_output(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> str:
@@ -114,7 +126,8 @@ def run_webnlg(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[
     the test inputs, and score them.
 
     ``data.max_train_samples`` / ``data.max_eval_samples`` subsample training and dev pairs
-    (seeded); ``task.decode.max_mrs`` keeps the first test inputs.
+    (seeded); ``task.decode.max_mrs`` decodes a seeded sample of the test inputs with
+    seen and unseen ones in proportion (:func:`select_test`).
 
     Returns:
         The record's run-specific part: metrics (main = BLEU x100 on all test inputs;
@@ -132,49 +145,11 @@ def run_webnlg(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[
     data, groups = load_task(cfg.task.name, cfg.data.dir)
     train_pairs = subsample(training_pairs(data["train"]), cfg.data.max_train_samples, cfg.seed)
     dev_pairs = subsample(training_pairs(data["dev"]), cfg.data.max_eval_samples, cfg.seed)
-    test = groups[: decode.max_mrs]
+    test = select_test(groups, decode.max_mrs, cfg.seed)
 
-    tokenizer = load_tokenizer(cfg.model)
-    fmt = SequenceFormat.for_tokenizer(tokenizer)
-    set_seed(cfg.seed)
-    # Encoder configs (BERT) have is_decoder: True gives BertLMHeadModel causal attention.
-    config = AutoConfig.from_pretrained(resolve_pretrained(cfg.model))
-    model = load_model(
-        cfg.model, "causal_lm", **({"is_decoder": True} if hasattr(config, "is_decoder") else {})
-    )
-    method.apply(model)
-    max_positions = model.config.max_position_embeddings
-    max_len, virtual = usable_length(cfg, method, max_positions)
-
-    def encode(pairs: list[tuple[str, str]]) -> Dataset:
-        return Dataset.from_list([encode_pair(tokenizer, fmt, c, r, max_len) for c, r in pairs])
-
-    train_ds, dev_ds = encode(train_pairs), encode(dev_pairs)
-    truncated = sum(row[-1] != fmt.eos for row in train_ds["labels"])
-
-    keeper = KeepBestEpoch(model, "eval_dev_loss")
-    result = fit(
-        model,
-        training_arguments(
-            cfg, output_dir, train_sampling_strategy="group_by_length", prediction_loss_only=True
-        ),
-        train_dataset=train_ds,
-        eval_dataset={"dev": dev_ds},
-        data_collator=CompletionCollator(fmt.pad, prompt_lengths=virtual > 0),
-        best_key="eval_dev_loss",
-        maximize=False,
-        modules_to_save=method.modules_to_save,
-        callbacks=[keeper],
-    )
-    keeper.restore()
-    best = result.best
-
-    start = time.perf_counter()
-    new_ids = beam_decode(
-        model, tokenizer, fmt, [g.context for g in test], decode, max_positions - virtual
-    )
-    decode_seconds = time.perf_counter() - start
-    predictions = [clean_output(tokenizer, ids) for ids in new_ids]
+    run = train_and_decode(cfg, method, output_dir, train_pairs, dev_pairs,
+                           [g.context for g in test])  # fmt: skip
+    predictions = [clean_output(run.tokenizer, ids) for ids in run.outputs]
     references = [list(g.references) for g in test]
     subsets = test_subsets(test)
     if cfg.task.name != "webnlg":  # DART has no categories: Table 13 scores all inputs
@@ -195,34 +170,24 @@ def run_webnlg(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[
         "metrics": {
             "main_metric": "BLEU",
             "main": scores["all"]["BLEU"],
-            "best_epoch": best.get("epoch"),
-            "best": {k.removeprefix("eval_"): v for k, v in best.items() if k.startswith("eval_")},
             "test": scores,
             "scale": "BLEU x100; METEOR and TER fractions (GenerationEval, paper Tables 13/14)",
-            "selection": "lowest dev loss; only that epoch's weights are decoded",
+            **run.selection(),
         },
-        "epochs": result.epochs,
-        "params": result.params,
-        "timing": {
-            "train_seconds": round(result.train_seconds, 2),
-            "train_samples_per_second": result.train_samples_per_second,
-            "seconds_per_step": round(result.train_seconds / max(result.steps, 1), 4),
-            "eval_seconds": best.get("eval_dev_runtime"),
-            "decode_seconds": round(decode_seconds, 2),
-            "decode_ms_per_input": round(1000 * decode_seconds / max(len(test), 1), 1),
-            "score_seconds": round(score_seconds, 2),
-        },
+        "epochs": run.fit.epochs,
+        "params": run.fit.params,
+        "timing": run.timing("decode_ms_per_input", len(test), score_seconds),
         "memory": peak_memory(),
         "data": {
             "source": str(data_dir) if local else f"hub:{hub}",
-            "train_size": len(train_ds),
+            "train_size": run.train_size,
             "train_available": len(training_pairs(data["train"])),
-            "eval_sizes": {"dev": len(dev_ds), "test_inputs": len(test)},
+            "eval_sizes": {"dev": run.dev_size, "test_inputs": len(test)},
             "test_subset_sizes": {k: len(v) for k, v in subsets.items()},
             "test_references": sum(map(len, references)),
-            "train_truncated": truncated,
-            "max_seq_length": max_len,
-            "virtual_tokens": virtual,
+            "train_truncated": run.train_truncated,
+            "max_seq_length": run.max_seq_length,
+            "virtual_tokens": run.virtual_tokens,
         },
         "decode": {
             **{k: decode[k] for k in decode},

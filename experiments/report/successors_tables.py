@@ -1,0 +1,330 @@
+"""The successors comparison (issue 12): every method with the same learning-rate search,
+selected on held-out training data, on several seeds; a table and a Pareto plot.
+
+The records come from ``python -m experiments.successors`` (conf/experiment/
+successors_minilm.yaml): per (method, task) the search's trials at one seed, then the
+chosen learning rate on every seed. From them, per method and task:
+
+- the chosen lr (:func:`chosen_lr`: the best held-out score among the search's trials)
+  and the number of trials;
+- the median and min-max over seeds at the chosen lr, under the paper's protocol (the
+  best dev epoch, ``metrics.main``) and under held-out selection (the dev score at the
+  epoch with the best held-out score, ``metrics.heldout.main``);
+- trainable parameters (``params.method``: the paper's count, classifier head excluded);
+- step time and peak training memory as ratios against LoRA on the same task (medians
+  over seeds; eval time taken out of the step time).
+
+Merged inference latency is not in training records: the latency job
+(``make latency``, results/tables/table1_latency.md) measures it.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: files only
+import matplotlib.pyplot as plt  # noqa: E402
+
+from experiments.glue.data import TASKS as GLUE_TASKS  # noqa: E402
+from experiments.report.common import (  # noqa: E402
+    any_stale,
+    fmt_params,
+    footer,
+    md_table,
+    write_md_csv,
+)
+from experiments.report.labels import METHOD_LABELS, method_names  # noqa: E402
+
+#: the reference row of the ratio columns
+REFERENCE = "lora"
+
+
+def _row(record: dict[str, Any]) -> str:
+    """The record's method row: the preset's ``row``, else the method's label key."""
+    return record["config"].get("row") or method_names(record["method"])[0]
+
+
+def _search_trials(records: list[dict[str, Any]], row: str, task: str, seed: int) -> list[dict]:
+    return [r for r in records
+            if _row(r) == row and r["task"] == task and r["seed"] == seed
+            and "heldout" in r["metrics"]]  # fmt: skip
+
+
+def chosen_lr(
+    records: list[dict[str, Any]], row: str, task: str, seed: int
+) -> tuple[float, int] | None:
+    """The learning rate a search chose for (``row``, ``task``) and its number of trials.
+
+    The search's trials are the records of that row and task at the search's ``seed``
+    with held-out selection (``metrics.heldout``); the chosen one has the best held-out
+    score (the smaller learning rate on a tie). Failed trials leave no record and are
+    not counted.
+
+    Returns:
+        ``(lr, trials)``, or None when no trial finished.
+    """
+    trials = _search_trials(records, row, task, seed)
+    if not trials:
+        return None
+    best = max(
+        trials, key=lambda r: (r["metrics"]["heldout"]["score"], -r["config"]["train"]["lr"])
+    )
+    return float(best["config"]["train"]["lr"]), len({r["config"]["train"]["lr"] for r in trials})
+
+
+def _search_seed(recs: list[dict[str, Any]]) -> int:
+    """The seed the search ran at: the one with the most learning rates (lowest on a tie)."""
+    lrs: dict[int, set] = defaultdict(set)
+    for r in recs:
+        lrs[r["seed"]].add(r["config"]["train"]["lr"])
+    return min(lrs, key=lambda s: (-len(lrs[s]), s))
+
+
+def _step_seconds(record: dict[str, Any]) -> float | None:
+    """Training seconds per optimizer step, the per-epoch evaluations taken out."""
+    cfg, timing = record["config"]["train"], record.get("timing") or {}
+    total = timing.get("train_seconds")
+    if not total:
+        return None
+    evals = sum(v for e in record.get("epochs", []) for k, v in e.items()
+                if k.startswith("eval_") and k.endswith("_runtime"))  # fmt: skip
+    per_epoch = math.ceil(
+        record["data"]["train_size"] / (cfg["batch_size"] * cfg["gradient_accumulation_steps"])
+    )
+    steps = cfg["max_steps"] if cfg.get("max_steps", -1) > 0 else per_epoch * cfg["epochs"]
+    return (total - evals) / steps if steps else None
+
+
+def _peak_mb(record: dict[str, Any]) -> float | None:
+    memory = record.get("memory") or {}
+    return memory.get("peak_gpu_mb") or memory.get("peak_rss_mb")
+
+
+def _median(values: list[float | None]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def summarize(records: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Per (row, task): the chosen lr, trials, and the chosen lr's records over seeds.
+
+    Returns:
+        ``{(row, task): {"lr", "trials", "records", "paper", "heldout", "params",
+        "step_s", "peak_mb"}}``; ``paper``/``heldout`` hold the per-seed dev scores ×100.
+    """
+    by_unit: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in records:
+        if "heldout" in r["metrics"]:
+            by_unit[(_row(r), r["task"])].append(r)
+    out = {}
+    for (row, task), recs in by_unit.items():
+        seed = _search_seed(recs)
+        lr, trials = chosen_lr(recs, row, task, seed)  # type: ignore[misc]
+        chosen = sorted((r for r in recs if r["config"]["train"]["lr"] == lr),
+                        key=lambda r: r["seed"])  # fmt: skip
+        out[(row, task)] = {
+            "lr": lr,
+            "trials": trials,
+            "records": chosen,
+            "method": chosen[0]["method"],
+            "paper": [100 * r["metrics"]["main"] for r in chosen],
+            "heldout": [100 * r["metrics"]["heldout"]["main"] for r in chosen],
+            "params": chosen[0]["params"]["method"],
+            "step_s": _median([_step_seconds(r) for r in chosen]),
+            "peak_mb": _median([_peak_mb(r) for r in chosen]),
+        }
+    return out
+
+
+def _cell(scores: list[float]) -> str:
+    """``85.1 [84.0, 86.2]``: median and min-max over seeds."""
+    if not scores:
+        return ""
+    med = statistics.median(scores)
+    if len(scores) == 1:
+        return f"{med:.1f}"
+    return f"{med:.1f} [{min(scores):.1f}, {max(scores):.1f}]"
+
+
+def _label(row: str, method: dict[str, Any]) -> str:
+    return METHOD_LABELS.get(row, ", ".join(METHOD_LABELS.get(n, n) for n in method_names(method)))
+
+
+def beats_reference(units: dict[tuple[str, str], dict[str, Any]], protocol: str = "heldout"
+                    ) -> list[tuple[str, str]]:  # fmt: skip
+    """(row, task) pairs whose worst seed beats LoRA's best seed under ``protocol``."""
+    out = []
+    for (row, task), unit in sorted(units.items()):
+        ref = units.get((REFERENCE, task))
+        if row == REFERENCE or ref is None or not unit[protocol] or not ref[protocol]:
+            continue
+        if min(unit[protocol]) > max(ref[protocol]):
+            out.append((row, task))
+    return out
+
+
+def _order(rows: list[str]) -> list[str]:
+    """Rows in the paper's method order (METHOD_LABELS), unknown rows last by name."""
+    order = list(METHOD_LABELS)
+    return sorted(rows, key=lambda r: (order.index(r) if r in order else len(order), r))
+
+
+def render(experiment: str, records: list[dict[str, Any]], notes: str | None,
+           figure: Path | None) -> tuple[str, list[dict[str, Any]]]:  # fmt: skip
+    """Markdown and CSV rows of the comparison (see the module docstring)."""
+    units = summarize(records)
+    tasks = sorted({t for _, t in units}, key=lambda t: list(GLUE_TASKS).index(t))
+    rows = _order(sorted({r for r, _ in units}))
+    display = {t: GLUE_TASKS[t].display for t in tasks}
+    metric = {t: GLUE_TASKS[t].main_metric for t in tasks}
+    lines = [f"# {experiment}: LoRA's successors with the same learning-rate search", ""]
+    if notes:
+        lines += [notes.strip(), ""]
+    lines += [
+        "Dev score ×100, median [min, max] over seeds at the chosen learning rate. "
+        "**Paper**: the best dev epoch (the paper's protocol). **Held-out**: the dev score "
+        "at the epoch with the best score on the held-out split of the training set, "
+        "which also chose the learning rate. Params: the paper's count (no classifier "
+        "head).",
+        "",
+    ]
+    header = ["Method", "Params"]
+    for t in tasks:
+        header += [f"{display[t]} ({metric[t]}) paper", f"{display[t]} held-out"]
+    header += ["Avg held-out"]
+    body, csv_rows = [], []
+    for row in rows:
+        first = next(units[(row, t)] for t in tasks if (row, t) in units)
+        cells = [_label(row, first["method"]), fmt_params(first["params"])]
+        medians = []
+        for t in tasks:
+            unit = units.get((row, t))
+            cells += [_cell(unit["paper"]), _cell(unit["heldout"])] if unit else ["", ""]
+            if unit and unit["heldout"]:
+                medians.append(statistics.median(unit["heldout"]))
+            if unit:
+                csv_rows.append({
+                    "method": row, "task": t, "params": unit["params"], "lr": unit["lr"],
+                    "trials": unit["trials"], "seeds": len(unit["records"]),
+                    "paper_median": statistics.median(unit["paper"]),
+                    "paper_min": min(unit["paper"]), "paper_max": max(unit["paper"]),
+                    "heldout_median": statistics.median(unit["heldout"]),
+                    "heldout_min": min(unit["heldout"]), "heldout_max": max(unit["heldout"]),
+                    "step_time_vs_lora": _ratio_value(unit, units.get((REFERENCE, t)), "step_s"),
+                    "peak_memory_vs_lora": _ratio_value(unit, units.get((REFERENCE, t)),
+                                                        "peak_mb"),
+                })  # fmt: skip
+        full = len(medians) == len(tasks)
+        cells.append(f"{statistics.mean(medians):.1f}" if full else "")
+        body.append(cells)
+    lines += md_table(header, body)
+
+    lines += ["", "## Search and cost", "",
+              "Chosen learning rate (trials of the search), seeds at it, and step time and "
+              f"peak training memory as ratios against {METHOD_LABELS[REFERENCE]} on the "
+              "same task (medians over seeds; step time without the per-epoch "
+              "evaluations; peak resident memory on CPU, peak allocation on GPU)."]  # fmt: skip
+    header = ["Method"] + [f"{display[t]} lr (trials), seeds" for t in tasks]
+    header += ["Step time ×LoRA", "Peak memory ×LoRA"]
+    body = []
+    for row in rows:
+        first = next(units[(row, t)] for t in tasks if (row, t) in units)
+        cells = [_label(row, first["method"])]
+        steps, peaks = [], []
+        for t in tasks:
+            unit, ref = units.get((row, t)), units.get((REFERENCE, t))
+            if unit is None:
+                cells.append("")
+                continue
+            cells.append(f"{unit['lr']:.2g} ({unit['trials']}), {len(unit['records'])}")
+            steps.append(_ratio_value(unit, ref, "step_s"))
+            peaks.append(_ratio_value(unit, ref, "peak_mb"))
+        cells += [_fmt_ratio(_median(steps)), _fmt_ratio(_median(peaks))]
+        body.append(cells)
+    lines += [""] + md_table(header, body)
+    lines += ["", "Merged inference latency against the base is not in training records; "
+              "the latency job measures it (`make latency`, table1_latency.md)."]  # fmt: skip
+    beats = beats_reference(units)
+    summary = ", ".join(f"{_label(r, units[(r, t)]['method'])} on {display[t]}"
+                        for r, t in beats) or "none"  # fmt: skip
+    lines += ["", f"Beyond the seed spread (every seed above {METHOD_LABELS[REFERENCE]}'s "
+              f"best seed, held-out protocol): {summary}."]  # fmt: skip
+    if figure is not None:
+        lines += ["", f"![Score against trainable parameters]({figure.name})"]
+    used = [r for u in units.values() for r in u["records"]]
+    lines += footer(used, any_stale(used))
+    return "\n".join(lines) + "\n", csv_rows
+
+
+def _ratio_value(unit: dict, ref: dict | None, key: str) -> float | None:
+    if ref is None or unit[key] is None or not ref[key]:
+        return None
+    return round(unit[key] / ref[key], 3)
+
+
+def _fmt_ratio(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}×"
+
+
+def plot_pareto(records: list[dict[str, Any]], path: Path) -> Path | None:
+    """Score against trainable parameters (log scale), one panel per task: each method's
+    median over seeds under held-out selection with its min-max as an error bar, and the
+    Pareto front (no method with fewer parameters scores higher) as a step line.
+
+    Returns ``None`` (writes nothing) when there is nothing to plot.
+    """
+    units = summarize(records)
+    tasks = sorted({t for _, t in units}, key=lambda t: list(GLUE_TASKS).index(t))
+    if not tasks:
+        return None
+    rows = _order(sorted({r for r, _ in units}))
+    color = {row: plt.get_cmap("tab10")(i % 10) for i, row in enumerate(rows)}  # same per panel
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        points = sorted((u["params"], statistics.median(u["heldout"]), min(u["heldout"]),
+                         max(u["heldout"]), _label(row, u["method"]), row)
+                        for (row, t), u in units.items() if t == task)  # fmt: skip
+        for params, med, lo, hi, label, row in points:
+            ax.errorbar(params, med, yerr=[[med - lo], [hi - med]], fmt="o", capsize=3,
+                        color=color[row])  # fmt: skip
+            ax.annotate(label, (params, med), textcoords="offset points", xytext=(5, 4),
+                        fontsize=8)  # fmt: skip
+        front, best = [], -math.inf
+        for params, med, *_ in sorted(points, key=lambda p: (p[0], -p[1])):
+            if med > best:
+                front.append((params, med))
+                best = med
+        ax.step([p for p, _ in front], [m for _, m in front], where="post", color="grey",
+                alpha=0.6, label="Pareto front")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel("trainable parameters (paper count)")
+        ax.set_title(f"{GLUE_TASKS[task].display} ({GLUE_TASKS[task].main_metric})")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("dev score ×100, held-out selection\n(median, min-max over seeds)")
+    axes[0][0].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_successors_table(out: Path, experiment: str, records: list[dict[str, Any]]
+                           ) -> list[Path]:  # fmt: skip
+    """``<experiment>.md``/``.csv`` and ``<experiment>_pareto.png`` in ``out``.
+
+    Records without held-out selection (``metrics.heldout``) are left out; nothing is
+    written when none has it.
+    """
+    records = [r for r in records if "heldout" in r["metrics"]]
+    if not records:
+        return []
+    figure = plot_pareto(records, out / f"{experiment}_pareto.png")
+    md, rows = render(experiment, records, records[-1]["config"].get("notes"), figure)
+    columns = list(rows[0]) if rows else []
+    return write_md_csv(out, experiment, md, rows, columns) + ([figure] if figure else [])

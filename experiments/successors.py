@@ -1,0 +1,157 @@
+"""Drive the successors comparison (issue 12): one learning-rate search per (method, task),
+then the chosen learning rate on every seed.
+
+    python -m experiments.successors                                   # the default preset
+    python -m experiments.successors --preset successors_minilm_full   # 12 trials, more data
+    python -m experiments.successors --rows lora,dora --tasks mrpc     # a part of it
+    python -m experiments.successors --trials 2 -- paths.results_dir=/tmp/x data.heldout=32
+
+For each (row, task) of the plan, one after another per worker (``--jobs`` at a time):
+
+1. ``python -m experiments.train -m experiment=<preset> task=<task> row=<row>``: the
+   preset's Optuna sweeper (conf/hydra/sweeper/lr_search.yaml) searches ``train.lr`` at
+   the preset's seed and maximises the held-out score;
+2. the learning rate whose record has the best held-out score
+   (:func:`experiments.report.successors_tables.chosen_lr`) runs on ``--seeds``; the
+   search's own run at that learning rate is the first seed's record and is skipped.
+
+Every step is a separate process that skips points with a record, so the whole driver
+resumes where it was killed. A (row, task) that fails does not stop the others; each
+step's log is in ``<output_dir>/successors/<experiment>/``, and the driver exits 1 when a
+step failed, naming it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from experiments.core.schema import register_configs
+from experiments.report.load import load_records
+from experiments.report.successors_tables import chosen_lr
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+DEFAULT_TASKS = "sst2,mrpc,stsb"
+DEFAULT_SEEDS = "1,2,3"
+
+
+def compose_preset(preset: str, overrides: list[str]):
+    """The composed run config of ``experiment=<preset>`` plus ``overrides``."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        return compose("config", overrides=[f"experiment={preset}", *overrides])
+
+
+def _train(args: list[str], log: Path) -> int:
+    """``python -m experiments.train -m <args>``, output appended to ``log``; exit code."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as f:
+        f.write(f"$ python -m experiments.train -m {' '.join(args)}\n")
+        f.flush()
+        cmd = [sys.executable, "-m", "experiments.train", "-m", *args]
+        return subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=False).returncode
+
+
+def _sweep_dir(row: str, task: str, phase: str) -> str:
+    """A sweep folder of its own per unit and phase: two units started in the same second
+    would otherwise share Hydra's timestamped folder, and each other's outcome files."""
+    return (f"hydra.sweep.dir=${{paths.output_dir}}/hydra/${{experiment_name}}/"
+            f"multirun_${{now:%Y-%m-%d_%H-%M-%S}}_{row}-{task}-{phase}")  # fmt: skip
+
+
+def run_unit(preset: str, row: str, task: str, seeds: list[int], overrides: list[str],
+             cfg, trials: int | None = None) -> tuple[str, str]:  # fmt: skip
+    """Search, choose, then the seeds, for one (row, task): ``(status, one line)``.
+
+    ``trials`` overrides the preset sweeper's ``n_trials`` (the search only).
+    """
+    name = f"{row} on {task}"
+    log = Path(cfg.paths.output_dir) / "successors" / cfg.experiment_name / f"{row}-{task}.log"
+    try:
+        return _run_unit(preset, row, task, seeds, overrides, cfg, trials, log)
+    except Exception as err:  # one unit's trouble never stops the others
+        return "failed", f"{name}: {type(err).__name__}: {err}; see {log}"
+
+
+def _run_unit(preset: str, row: str, task: str, seeds: list[int], overrides: list[str],
+              cfg, trials: int | None, log: Path) -> tuple[str, str]:  # fmt: skip
+    name = f"{row} on {task}"
+    point = [f"experiment={preset}", f"task={task}", f"row={row}", *overrides]
+    print(f"start: {name} (log: {log})", flush=True)
+    start = time.perf_counter()
+    search = [f"hydra.sweeper.n_trials={trials}"] if trials else []
+    searched = _train([*point, *search, _sweep_dir(row, task, "search")], log)  # non-zero
+    # when a trial failed; the others still count
+    records = load_records(cfg.paths.results_dir, cfg.experiment_name)
+    choice = chosen_lr(records, row, task, cfg.seed)
+    if choice is None:
+        return "failed", f"{name}: no trial finished (exit {searched}); see {log}"
+    lr, trials = choice
+    seeded = _train([*point, "hydra/sweeper=basic", f"train.lr={lr!r}",
+                     f"seed={','.join(map(str, seeds))}", _sweep_dir(row, task, "seeds")],
+                    log)  # fmt: skip
+    took = time.perf_counter() - start
+    status = "ok" if searched == 0 and seeded == 0 else "failed"
+    line = (f"{name}: lr {lr:.3g} chosen from {trials} trials, seeds {seeds}, "
+            f"{took / 60:.1f} min" + ("" if status == "ok" else f"; a step failed, see {log}"))  # fmt: skip
+    return status, line
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", default="successors_minilm", help="conf/experiment/<name>")
+    parser.add_argument("--rows", default=None, help="methods (rows of hparams); default: all")
+    parser.add_argument("--tasks", default=DEFAULT_TASKS)
+    parser.add_argument("--seeds", default=DEFAULT_SEEDS)
+    parser.add_argument(
+        "--trials",
+        type=int,
+        default=None,
+        help="trials per search; default: the preset's sweeper n_trials",
+    )
+    parser.add_argument("--jobs", type=int, default=2, help="(row, task) units at a time")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
+    args = parser.parse_args(argv)
+    try:
+        cfg = compose_preset(args.preset, args.overrides)
+    except Exception as err:  # a Hydra compose error: one line, as experiments.train does
+        from experiments.train import hydra_error_line
+
+        sys.exit(f"error: {hydra_error_line(err)}")
+    rows = args.rows.split(",") if args.rows else list(cfg.hparams)
+    unknown = [r for r in rows if r not in cfg.hparams]
+    if unknown:
+        sys.exit(f"error: invalid setting --rows: {', '.join(unknown)}; rows of "
+                 f"{args.preset}: {', '.join(cfg.hparams)}")  # fmt: skip
+    seeds = [int(s) for s in args.seeds.split(",")]
+    # one torch thread per run: --jobs runs share the cores
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    units = [(row, task) for task in args.tasks.split(",") for row in rows]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(run_unit, args.preset, row, task, seeds, args.overrides, cfg,
+                               args.trials) for row, task in units]  # fmt: skip
+        results = []
+        for future in futures:
+            status, line = future.result()
+            print(f"{'ok' if status == 'ok' else 'FAILED'}: {line}", flush=True)
+            results.append(status)
+    took = time.perf_counter() - start
+    failed = results.count("failed")
+    print(f"successors: {len(units)} (method, task) searches, {failed} failed; wall time "
+          f"{int(took // 60)} min {int(took % 60)} s", flush=True)  # fmt: skip
+    if failed:
+        sys.exit(f"error: {failed} (method, task) search(es) failed; see the lines above")
+
+
+if __name__ == "__main__":
+    main()

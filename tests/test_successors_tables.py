@@ -1,0 +1,116 @@
+"""The successors comparison table (issue 12) from fixture records: the chosen lr is the
+best held-out trial, both protocols over seeds, cost ratios against LoRA, Pareto plot."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from experiments.core.records import SCHEMA_VERSION
+from experiments.report.successors_tables import beats_reference, chosen_lr, summarize
+from experiments.report.tables import write_tables
+
+EXP = "successors_fixture"
+METHODS = {
+    "lora": {"name": "lora", "r": 8, "lora_alpha": 16, "targets": ["q", "v"]},
+    "dora": {"name": "lora", "r": 8, "lora_alpha": 16, "targets": ["q", "v"], "use_dora": True},
+    "full_ft": {"name": "full_ft"},
+}
+PARAMS = {"lora": 73728, "dora": 76800, "full_ft": 22_700_000}
+
+
+def record(row, task, seed, lr, paper, heldout_dev, heldout_score, train_seconds=20.0,
+           rss=1000.0):  # fmt: skip
+    """An ok GLUE record with held-out selection; 2 epochs of 25 steps, 2 s of eval each."""
+    return {
+        "schema_version": SCHEMA_VERSION, "status": "ok", "experiment": EXP,
+        "model": "minilm-l6", "task": task, "method": METHODS[row], "seed": seed,
+        "run_id": f"{row}-{task}-{seed}-{lr}",
+        "config": {"row": row, "seed": seed, "notes": "Fixture notes.",
+                   "train": {"lr": lr, "batch_size": 16, "gradient_accumulation_steps": 1,
+                             "epochs": 2, "max_steps": -1},
+                   "data": {"heldout": 150, "max_train_samples": 400}},
+        "metrics": {"main": paper, "main_metric": "accuracy", "best_epoch": 2.0,
+                    "heldout": {"epoch": 1.0, "score": heldout_score, "main": heldout_dev}},
+        "epochs": [{"epoch": 1.0, "eval_dev_runtime": 1.5, "eval_heldout_runtime": 0.5},
+                   {"epoch": 2.0, "eval_dev_runtime": 1.5, "eval_heldout_runtime": 0.5}],
+        "params": {"method": PARAMS[row], "trainable": PARAMS[row] + 770, "total": 22_700_000},
+        "timing": {"train_seconds": train_seconds},
+        "memory": {"peak_rss_mb": rss, "peak_gpu_mb": None},
+        "data": {"train_size": 400, "eval_sizes": {"dev": 300, "heldout": 150}},
+        "provenance": {"git_commit": "abcdef0123", "git_dirty": False,
+                       "finished_at": "2026-12-04T23:00:00+00:00"},
+    }  # fmt: skip
+
+
+def fixture_records():
+    recs = [
+        # LoRA on SST-2: lr 1e-3 has the best dev score, 3e-4 the best held-out score
+        record("lora", "sst2", 1, 1e-3, 0.90, 0.88, 0.80),
+        record("lora", "sst2", 1, 3e-4, 0.86, 0.85, 0.84),
+        record("lora", "sst2", 1, 1e-5, 0.60, 0.60, 0.55),
+        record("lora", "sst2", 2, 3e-4, 0.87, 0.86, 0.83),
+        record("lora", "sst2", 3, 3e-4, 0.85, 0.84, 0.82),
+        # DoRA: every seed above LoRA's best (held-out protocol); 1.5x LoRA's step time
+        record("dora", "sst2", 1, 2e-3, 0.91, 0.90, 0.88, train_seconds=29.0, rss=1100.0),
+        record("dora", "sst2", 1, 1e-4, 0.80, 0.80, 0.70, train_seconds=29.0, rss=1100.0),
+        record("dora", "sst2", 1, 1e-2, 0.70, 0.70, 0.60, train_seconds=29.0, rss=1100.0),
+        record("dora", "sst2", 2, 2e-3, 0.90, 0.89, 0.87, train_seconds=29.0, rss=1100.0),
+        record("dora", "sst2", 3, 2e-3, 0.92, 0.91, 0.86, train_seconds=29.0, rss=1100.0),
+        # FT on SST-2 only: no average
+        record("full_ft", "sst2", 1, 1e-4, 0.88, 0.86, 0.85),
+        record("full_ft", "sst2", 2, 1e-4, 0.80, 0.79, 0.80),
+        # MRPC: LoRA only
+        record("lora", "mrpc", 1, 5e-4, 0.70, 0.70, 0.70),
+        record("lora", "mrpc", 2, 5e-4, 0.72, 0.71, 0.70),
+    ]
+    return recs
+
+
+def test_the_chosen_lr_is_the_best_held_out_trial_not_the_best_dev_score():
+    recs = fixture_records()
+    assert chosen_lr(recs, "lora", "sst2", seed=1) == (3e-4, 3)
+    assert chosen_lr(recs, "dora", "sst2", seed=1) == (2e-3, 3)
+    assert chosen_lr(recs, "lora", "cola", seed=1) is None
+    units = summarize(recs)
+    lora = units[("lora", "sst2")]
+    assert [r["seed"] for r in lora["records"]] == [1, 2, 3]
+    assert lora["paper"] == [86.0, 87.0, 85.0] and lora["heldout"] == [85.0, 86.0, 84.0]
+    # (20 s - 4 s of evaluation) / (2 epochs x 25 steps)
+    assert lora["step_s"] == 16.0 / 50
+    assert beats_reference(units) == [("dora", "sst2")]
+
+
+def test_table_and_pareto_plot_from_records(tmp_path):
+    runs = tmp_path / "runs" / EXP
+    runs.mkdir(parents=True)
+    for i, r in enumerate(fixture_records()):
+        (runs / f"r{i}.json").write_text(json.dumps(r))
+    written = write_tables(tmp_path, EXP)
+    tables = tmp_path / "tables"
+    assert set(written) == {tables / f"{EXP}.md", tables / f"{EXP}.csv",
+                            tables / f"{EXP}_pareto.png"}  # fmt: skip
+    assert (tables / f"{EXP}_pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (tables / f"{EXP}.md").read_text()
+    lines = md.splitlines()
+    assert "Fixture notes." in md
+    assert (
+        "| Method | Params | SST-2 (accuracy) paper | SST-2 held-out | MRPC (accuracy) paper | MRPC held-out | Avg held-out |"
+        in lines
+    )  # noqa: E501
+    assert "| FT | 22.70M | 84.0 [80.0, 88.0] | 82.5 [79.0, 86.0] |  |  |  |" in lines
+    assert (
+        "| LoRA | 73.7K | 86.0 [85.0, 87.0] | 85.0 [84.0, 86.0] | 71.0 [70.0, 72.0] | 70.5 [70.0, 71.0] | 77.8 |"
+        in lines
+    )  # noqa: E501
+    assert "| DoRA | 76.8K | 91.0 [90.0, 92.0] | 90.0 [89.0, 91.0] |  |  |  |" in lines
+    # search and cost: lr (trials), seeds; DoRA at 1.5x LoRA's step time, 1.1x its memory
+    assert "| LoRA | 0.0003 (3), 3 | 0.0005 (1), 2 | 1.00× | 1.00× |" in lines
+    assert "| DoRA | 0.002 (3), 3 |  | 1.56× | 1.10× |" in lines
+    assert "held-out protocol): DoRA on SST-2." in md
+    assert "![Score against trainable parameters](successors_fixture_pareto.png)" in md
+    assert "Built from 10 runs at commit abcdef0" in md
+    with open(tables / f"{EXP}.csv") as f:
+        rows = {(r["method"], r["task"]): r for r in csv.DictReader(f)}
+    assert float(rows[("lora", "sst2")]["lr"]) == 3e-4 and rows[("lora", "sst2")]["trials"] == "3"
+    assert float(rows[("dora", "sst2")]["step_time_vs_lora"]) == round(25 / 16, 3)
