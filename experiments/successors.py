@@ -106,6 +106,14 @@ def _run_unit(preset: str, row: str, task: str, seeds: list[int], overrides: lis
     return status, line
 
 
+def _int_list(name: str, text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        sys.exit(f"error: invalid setting {name}: {text!r}; expected integers separated by "
+                 "commas, e.g. 1,2,3")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", default="successors_minilm", help="conf/experiment/<name>")
@@ -121,18 +129,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=2, help="(row, task) units at a time")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
     args = parser.parse_args(argv)
+    seeds = _int_list("--seeds", args.seeds)
+    if args.jobs < 1 or (args.trials is not None and args.trials < 1):
+        sys.exit("error: invalid setting --jobs/--trials: must be integers >= 1")
     try:
         cfg = compose_preset(args.preset, args.overrides)
-    except Exception as err:  # a Hydra compose error: one line, as experiments.train does
-        from experiments.train import hydra_error_line
-
-        sys.exit(f"error: {hydra_error_line(err)}")
+    except Exception as err:  # a Hydra compose error: one line, no traceback
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        sys.exit(f"error: invalid setting: {first}")
+    if cfg.seed not in seeds:  # the table pools every seed at the chosen lr, the search's too
+        sys.exit(f"error: invalid setting --seeds: {args.seeds} leaves out the search's seed "
+                 f"{cfg.seed} (seed= of {args.preset}), whose run at the chosen lr is tabulated")  # fmt: skip
     rows = args.rows.split(",") if args.rows else list(cfg.hparams)
     unknown = [r for r in rows if r not in cfg.hparams]
     if unknown:
         sys.exit(f"error: invalid setting --rows: {', '.join(unknown)}; rows of "
                  f"{args.preset}: {', '.join(cfg.hparams)}")  # fmt: skip
-    seeds = [int(s) for s in args.seeds.split(",")]
     # one torch thread per run: --jobs runs share the cores
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     units = [(row, task) for task in args.tasks.split(",") for row in rows]

@@ -163,3 +163,19 @@ def test_successors_driver_searches_reruns_seeds_resumes_and_isolates_failures(
     log = (tmp_path / "outputs" / "successors" / "fixture" / "lora-sst2.log").read_text()
     assert log.count("0 done, 2 skipped (record exists)") == 2, log[-3000:]
     assert len(list((tmp_path / "runs" / "fixture").glob("*.json"))) == 3
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--seeds", "1,a"], "error: invalid setting --seeds: '1,a'; expected integers"),
+        (["--jobs", "0"], "error: invalid setting --jobs/--trials: must be integers >= 1"),
+        (["--seeds", "2,3"], "error: invalid setting --seeds: 2,3 leaves out the search's seed 1"),
+    ],
+)
+def test_successors_driver_rejects_bad_options_in_one_line(argv, message):
+    from experiments import successors
+
+    with pytest.raises(SystemExit) as exc:
+        successors.main(argv)
+    assert str(exc.value).startswith(message)
