@@ -31,9 +31,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from experiments.core.schema import register_configs
 from experiments.report.load import load_records
-from experiments.report.successors_tables import chosen_lr
+from experiments.report.successors_tables import chosen_lr, config_key
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 DEFAULT_TASKS = "sst2,mrpc,stsb"
@@ -92,7 +94,10 @@ def _run_unit(preset: str, row: str, task: str, seeds: list[int], overrides: lis
     searched = _train([*point, *search, _sweep_dir(row, task, "search")], log)  # non-zero
     # when a trial failed; the others still count
     records = load_records(cfg.paths.results_dir, cfg.experiment_name)
-    choice = chosen_lr(records, row, task, cfg.seed)
+    # only this configuration's trials: the folder may hold runs with other settings
+    unit = compose_preset(preset, [*overrides, f"task={task}", f"row={row}"])
+    key = config_key({"config": OmegaConf.to_container(unit, resolve=True)})
+    choice = chosen_lr(records, row, task, cfg.seed, key)
     if choice is None:
         return "failed", f"{name}: no trial finished (exit {searched}); see {log}"
     lr, trials = choice

@@ -7,7 +7,12 @@ import csv
 import json
 
 from experiments.core.records import SCHEMA_VERSION
-from experiments.report.successors_tables import beats_reference, chosen_lr, summarize
+from experiments.report.successors_tables import (
+    beats_reference,
+    chosen_lr,
+    config_key,
+    summarize,
+)
 from experiments.report.tables import write_tables
 
 EXP = "successors_fixture"
@@ -114,3 +119,15 @@ def test_table_and_pareto_plot_from_records(tmp_path):
         rows = {(r["method"], r["task"]): r for r in csv.DictReader(f)}
     assert float(rows[("lora", "sst2")]["lr"]) == 3e-4 and rows[("lora", "sst2")]["trials"] == "3"
     assert float(rows[("dora", "sst2")]["step_time_vs_lora"]) == round(25 / 16, 3)
+
+
+def test_records_of_another_configuration_are_never_pooled_or_chosen():
+    recs = fixture_records()
+    other = record("lora", "sst2", 1, 1e-2, 0.99, 0.99, 0.99)
+    other["config"]["data"]["max_train_samples"] = 2000  # another data size, same folder
+    lora_key = config_key(recs[0])
+    assert config_key(other) != lora_key
+    assert chosen_lr(recs + [other], "lora", "sst2", 1) == (1e-2, 4)  # unfiltered: mixed
+    assert chosen_lr(recs + [other], "lora", "sst2", 1, lora_key) == (3e-4, 3)
+    units = summarize(recs + [other])
+    assert ("lora", "sst2") not in units and ("dora", "sst2") in units

@@ -20,6 +20,8 @@ Merged inference latency is not in training records: the latency job
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import statistics
 from collections import defaultdict
@@ -37,12 +39,22 @@ from experiments.report.common import (  # noqa: E402
     fmt_params,
     footer,
     md_table,
+    settings_of,
     write_md_csv,
 )
 from experiments.report.labels import METHOD_LABELS, method_names  # noqa: E402
 
 #: the reference row of the ratio columns
 REFERENCE = "lora"
+log = logging.getLogger(__name__)
+
+
+def config_key(record: dict[str, Any]) -> str:
+    """Every setting of a record but the ones a unit varies (``train.lr``, the seed): two
+    records are trials or seeds of one (method, task) unit only when their keys agree."""
+    settings = settings_of(record)
+    settings.pop("train.lr", None)
+    return json.dumps(settings, sort_keys=True)
 
 
 def _row(record: dict[str, Any]) -> str:
@@ -57,19 +69,20 @@ def _search_trials(records: list[dict[str, Any]], row: str, task: str, seed: int
 
 
 def chosen_lr(
-    records: list[dict[str, Any]], row: str, task: str, seed: int
+    records: list[dict[str, Any]], row: str, task: str, seed: int, key: str | None = None
 ) -> tuple[float, int] | None:
     """The learning rate a search chose for (``row``, ``task``) and its number of trials.
 
     The search's trials are the records of that row and task at the search's ``seed``
     with held-out selection (``metrics.heldout``); the chosen one has the best held-out
     score (the smaller learning rate on a tie). Failed trials leave no record and are
-    not counted.
+    not counted. ``key`` (:func:`config_key`) keeps only the trials of that configuration.
 
     Returns:
         ``(lr, trials)``, or None when no trial finished.
     """
-    trials = _search_trials(records, row, task, seed)
+    trials = [r for r in _search_trials(records, row, task, seed)
+              if key is None or config_key(r) == key]  # fmt: skip
     if not trials:
         return None
     best = max(
@@ -124,6 +137,11 @@ def summarize(records: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, 
             by_unit[(_row(r), r["task"])].append(r)
     out = {}
     for (row, task), recs in by_unit.items():
+        keys = {config_key(r) for r in recs}
+        if len(keys) > 1:  # never pool other data sizes, epochs ... as trials or seeds
+            log.warning("successors: %s on %s left out: its records hold %d configurations "
+                        "(beyond lr and seed); keep one per results folder", row, task, len(keys))  # fmt: skip
+            continue
         seed = _search_seed(recs)
         lr, trials = chosen_lr(recs, row, task, seed)  # type: ignore[misc]
         chosen = sorted((r for r in recs if r["config"]["train"]["lr"] == lr),
