@@ -101,13 +101,17 @@ def _short(key: str) -> str:
     return key.rsplit(".", 1)[-1]
 
 
-def _glue_cell(records: list[dict[str, Any]]) -> tuple[str, float]:
-    """``80.1 (79.0–81.2)``: median ×100 over seeds, min–max when there are several."""
+def _glue_cell(records: list[dict[str, Any]]) -> tuple[str, list[str]]:
+    """``80.1 (79.0–81.2)``: median ×100 over seeds, min–max when there are several; and
+    the CSV tail of that cell: median, min, max, seeds, stale."""
     values = [100 * r["metrics"]["main"] for r in records]
-    text = f"{statistics.median(values):.1f}"
+    median = statistics.median(values)
+    text = f"{median:.1f}"
     if len(values) > 1:
         text += f" ({min(values):.1f}–{max(values):.1f})"
-    return text, statistics.median(values)
+    stats = [f"{median:.2f}", f"{min(values):.2f}", f"{max(values):.2f}", str(len(values)),
+             str(any_stale(records)).lower()]  # fmt: skip
+    return text, stats
 
 
 def _italic(cells: list[str]) -> list[str]:
@@ -171,13 +175,10 @@ def render_table5(
             if not recs:
                 line.append("")
                 continue
-            text, median = _glue_cell(recs)
+            text, stats = _glue_cell(recs)
             line.append(text)
-            values = [100 * x["metrics"]["main"] for x in recs]
             csv_rows.append(["ours", task, head.rstrip(STALE_MARK), r,
-                             *_setting_text(col, shown), f"{median:.2f}", f"{min(values):.2f}",
-                             f"{max(values):.2f}", str(len(recs)),
-                             str(any_stale(recs)).lower()])  # fmt: skip
+                             *_setting_text(col, shown), *stats])  # fmt: skip
         body.append(line)
     body.append(["Seeds", *seeds])
     paper_at = {(tuple(t), r): i for i, (t, r) in enumerate(PAPER_TABLE5_COLUMNS)}
@@ -256,12 +257,10 @@ def render_table6(
             if not rs:
                 line.append("")
                 continue
-            text, median = _glue_cell(rs)
+            text, stats = _glue_cell(rs)
             line.append(text)
-            values = [100 * x["metrics"]["main"] for x in rs]
             csv_rows.append(["ours", task, weight.rstrip(STALE_MARK), *_setting_text(row, shown),
-                             str(r), f"{median:.2f}", f"{min(values):.2f}", f"{max(values):.2f}",
-                             str(len(rs)), str(any_stale(rs)).lower()])  # fmt: skip
+                             str(r), *stats])  # fmt: skip
         body.append(line + [seeds_cell(len(rs) for rs in recs_at.values() if rs)])
     for dataset, by_targets in PAPER_TABLE6.items():
         for targets, values in by_targets.items():
@@ -320,12 +319,10 @@ def render_table16(
             if not rs:
                 line.append("")
                 continue
-            text, median = _glue_cell(rs)
+            text, stats = _glue_cell(rs)
             line.append(text)
-            values = [100 * x["metrics"]["main"] for x in rs]
             csv_rows.append(["ours", label.rstrip(STALE_MARK), *_setting_text(row, shown), str(n),
-                             str(e), f"{median:.2f}", f"{min(values):.2f}", f"{max(values):.2f}",
-                             str(len(rs)), str(any_stale(rs)).lower()])  # fmt: skip
+                             str(e), *stats])  # fmt: skip
         body.append(line + [seeds_cell(len(rs) for rs in recs_at.values() if rs)])
     md = [f"# {experiment}: low-data regime (paper Table 16)", ""]
     md += md_table(header, body)

@@ -11,6 +11,7 @@ match.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +55,70 @@ def _cell(value: float, std: float | None, decimals: int) -> str:
     return f"{text}±{std:.{decimals}f}" if std is not None else text
 
 
-def _paper_line(paper: PaperRow, n_settings: int) -> list[str]:
-    """The paper's row in the table's columns (3 seeds; starred rows come from prior work)."""
-    cells = [f"{paper.scores[m]:.{VIEW[m][1]}f}" for m in E2E_COLUMNS]
-    return [paper.model, paper.display, paper.params, "", "", *[""] * n_settings, *cells, "3"]
+def score_table(
+    title: str,
+    rows: list[dict[str, Any]],
+    keys: Sequence[str],
+    heads: Sequence[str],
+    cell: Callable[[dict[str, Any], str], str],
+    paper_table: list[PaperRow],
+    paper_cells: Callable[[PaperRow], list[str]],
+) -> tuple[list[str], list[list[str]]]:
+    """The part the NLG tables (E2E, WebNLG) share: title, header, one line per row with
+    the paper's matching rows under it (else the paper's GPT-2 M rows, for scale).
+
+    Args:
+        rows: table rows with ``mean``/``std`` per key (:func:`e2e_rows` ...).
+        keys: the score keys, in column order; ``heads`` their column names.
+        cell: the shown cell of one row and key; ``paper_cells``: a paper row's score cells.
+
+    Returns:
+        The Markdown lines so far and the CSV rows (header first).
+    """
+    settings = setting_columns(rows)
+    header = ["Model", "Method", "# Params (paper count)", "# Trainable (with head)", "# Total",
+              *(name for _, name in settings), *heads, "Seeds"]  # fmt: skip
+    md = [title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    csv_rows = [["source", *header, *(f"{k}_std" for k in keys),
+                 "params_method", "params_trainable", "params_total", "stale"]]  # fmt: skip
+    lead_n = 5 + len(settings)
+
+    def paper_line(paper: PaperRow) -> list[str]:  # 3 seeds; starred rows: prior work
+        return [paper.model, paper.display, paper.params, "", "", *[""] * len(settings),
+                *paper_cells(paper), "3"]  # fmt: skip
+
+    shown: set[str] = set()
+    for row in rows:
+        p = row["records"][0]["params"]
+        counts = [p["method"], p["trainable"], p["total"]]
+        line = [row["model"], row_label(row), *(fmt_params(n) for n in counts),
+                *(setting_cell(row, k) for k, _ in settings), *(cell(row, k) for k in keys),
+                str(row["seeds"])]  # fmt: skip
+        md.append("| " + " | ".join(line) + " |")
+        means = [f"{row['mean'][k]:.4f}" for k in keys]
+        stds = ["" if row["std"][k] is None else f"{row['std'][k]:.4f}" for k in keys]
+        csv_rows.append(["ours", *line[:lead_n], *means, str(row["seeds"]), *stds,
+                         *map(str, counts), str(row["stale"]).lower()])  # fmt: skip
+        method = method_names(row["records"][0]["method"])[0]
+        for paper in paper_rows(paper_table, row["model"], method):
+            if paper.display + paper.params in shown:
+                continue
+            shown.add(paper.display + paper.params)
+            pl = paper_line(paper)
+            md.append("| " + " | ".join(f"*{c}*" if c else "" for c in pl) + " |")
+            csv_rows.append(["paper", *pl])
+    if not shown:
+        methods = {r["method"] for r in rows}
+        scale = [p for p in paper_table if p.model == "gpt2-medium" and p.method in methods]
+        if scale:
+            md += ["", "For scale only (different model and budget), the paper's GPT-2 M rows:",
+                   "", "| Paper row | # Params | " + " | ".join(heads) + " |",
+                   "|" + "---|" * (len(keys) + 2)]  # fmt: skip
+            for paper in scale:
+                md.append(f"| {paper.display} | {paper.params} | "
+                          + " | ".join(paper_cells(paper)) + " |")  # fmt: skip
+                csv_rows.append(["paper", *paper_line(paper)])
+    return md, csv_rows
 
 
 def render_e2e(
@@ -65,45 +126,12 @@ def render_e2e(
 ) -> tuple[str, list[list[str]]]:
     """Markdown and CSV rows (header first) of one experiment's E2E table."""
     rows = e2e_rows(records)
-    settings = setting_columns(rows)
-    header = ["Model", "Method", "# Params (paper count)", "# Trainable (with head)", "# Total",
-              *(name for _, name in settings), *(HEADS[m] for m in E2E_COLUMNS), "Seeds"]  # fmt: skip
-    md = [f"# {experiment}: E2E NLG test results", ""]
-    md += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    csv_rows = [["source", *header, *(f"{m}_std" for m in E2E_COLUMNS),
-                 "params_method", "params_trainable", "params_total", "stale"]]  # fmt: skip
-    lead_n = 5 + len(settings)
-    shown: set[str] = set()
-    for row in rows:
-        p = row["records"][0]["params"]
-        counts = [p["method"], p["trainable"], p["total"]]
-        cells = [_cell(row["mean"][m], row["std"][m], VIEW[m][1]) for m in E2E_COLUMNS]
-        line = [row["model"], row_label(row), *(fmt_params(n) for n in counts),
-                *(setting_cell(row, k) for k, _ in settings), *cells, str(row["seeds"])]  # fmt: skip
-        md.append("| " + " | ".join(line) + " |")
-        means = [f"{row['mean'][m]:.4f}" for m in E2E_COLUMNS]
-        stds = ["" if row["std"][m] is None else f"{row['std'][m]:.4f}" for m in E2E_COLUMNS]
-        csv_rows.append(["ours", *line[:lead_n], *means, str(row["seeds"]), *stds,
-                         *map(str, counts), str(row["stale"]).lower()])  # fmt: skip
-        for paper in paper_rows(TABLE3, row["model"], method_names(row["records"][0]["method"])[0]):
-            if paper.display + paper.params in shown:
-                continue
-            shown.add(paper.display + paper.params)
-            pl = _paper_line(paper, len(settings))
-            md.append("| " + " | ".join(f"*{c}*" if c else "" for c in pl) + " |")
-            csv_rows.append(["paper", *pl])
-    if not shown:
-        methods = {r["method"] for r in rows}
-        scale = [p for p in TABLE3 if p.model == "gpt2-medium" and p.method in methods]
-        if scale:
-            md += ["", "For scale only (different model and budget), the paper's GPT-2 M rows:",
-                   "", "| Paper row | # Params | " + " | ".join(HEADS[m] for m in E2E_COLUMNS)
-                   + " |", "|" + "---|" * (len(E2E_COLUMNS) + 2)]  # fmt: skip
-            for paper in scale:
-                pl = _paper_line(paper, len(settings))
-                md.append(f"| {paper.display} | {paper.params} | "
-                          + " | ".join(pl[lead_n:lead_n + len(E2E_COLUMNS)]) + " |")  # fmt: skip
-                csv_rows.append(["paper", *pl])
+    md, csv_rows = score_table(
+        f"# {experiment}: E2E NLG test results", rows, E2E_COLUMNS,
+        [HEADS[m] for m in E2E_COLUMNS],
+        lambda row, m: _cell(row["mean"][m], row["std"][m], VIEW[m][1]), TABLE3,
+        lambda paper: [f"{paper.scores[m]:.{VIEW[m][1]}f}" for m in E2E_COLUMNS],
+    )  # fmt: skip
     md += [
         "",
         "BLEU, METEOR (MET) and ROUGE-L ×100, NIST and CIDEr raw, from the official "

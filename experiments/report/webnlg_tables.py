@@ -15,17 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from experiments.report.common import (
-    fmt_params,
     footer,
     group_rows,
-    row_label,
-    setting_cell,
-    setting_columns,
     write_md_csv,
 )
-from experiments.report.e2e_tables import lora_ft_gap_note
-from experiments.report.labels import method_names
-from experiments.report.paper_numbers import PAPER_TABLE14, WEBNLG_COLUMNS, PaperRow, paper_rows
+from experiments.report.e2e_tables import lora_ft_gap_note, score_table
+from experiments.report.paper_numbers import PAPER_TABLE14, WEBNLG_COLUMNS, PaperRow
 
 #: column key -> (metric, record subset, header)
 COLUMNS = {
@@ -73,49 +68,12 @@ def render_webnlg(
 ) -> tuple[str, list[list[str]]]:
     """Markdown and CSV rows (header first) of one experiment's WebNLG table."""
     rows = webnlg_rows(records)
-    settings = setting_columns(rows)
-    header = ["Model", "Method", "# Params (paper count)", "# Trainable (with head)", "# Total",
-              *(name for _, name in settings), *(COLUMNS[k][2] for k in WEBNLG_COLUMNS),
-              "Seeds"]  # fmt: skip
-    md = [f"# {experiment}: WebNLG test results (paper Table 14)", ""]
-    md += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    csv_rows = [["source", *header, *(f"{k}_std" for k in WEBNLG_COLUMNS),
-                 "params_method", "params_trainable", "params_total", "stale"]]  # fmt: skip
-    lead_n = 5 + len(settings)
-    shown: set[str] = set()
-    for row in rows:
-        p = row["records"][0]["params"]
-        counts = [p["method"], p["trainable"], p["total"]]
-        cells = [_cell(row["mean"][k], row["std"][k], COLUMNS[k][0]) for k in WEBNLG_COLUMNS]
-        line = [row["model"], row_label(row), *(fmt_params(n) for n in counts),
-                *(setting_cell(row, k) for k, _ in settings), *cells, str(row["seeds"])]  # fmt: skip
-        md.append("| " + " | ".join(line) + " |")
-        means = [f"{row['mean'][k]:.4f}" for k in WEBNLG_COLUMNS]
-        stds = ["" if row["std"][k] is None else f"{row['std'][k]:.4f}" for k in WEBNLG_COLUMNS]
-        csv_rows.append(["ours", *line[:lead_n], *means, str(row["seeds"]), *stds,
-                         *map(str, counts), str(row["stale"]).lower()])  # fmt: skip
-        method = method_names(row["records"][0]["method"])[0]
-        for paper in paper_rows(PAPER_TABLE14, row["model"], method):
-            if paper.display + paper.params in shown:
-                continue
-            shown.add(paper.display + paper.params)
-            pl = [paper.model, paper.display, paper.params, "", "", *[""] * len(settings),
-                  *_paper_cells(paper), "3"]  # fmt: skip
-            md.append("| " + " | ".join(f"*{c}*" if c else "" for c in pl) + " |")
-            csv_rows.append(["paper", *pl])
-    if not shown:
-        methods = {r["method"] for r in rows}
-        scale = [p for p in PAPER_TABLE14 if p.model == "gpt2-medium" and p.method in methods]
-        if scale:
-            md += ["", "For scale only (different model and budget), the paper's GPT-2 M rows:",
-                   "", "| Paper row | # Params | "
-                   + " | ".join(COLUMNS[k][2] for k in WEBNLG_COLUMNS) + " |",
-                   "|" + "---|" * (len(WEBNLG_COLUMNS) + 2)]  # fmt: skip
-            for paper in scale:
-                md.append(f"| {paper.display} | {paper.params} | "
-                          + " | ".join(_paper_cells(paper)) + " |")  # fmt: skip
-                csv_rows.append(["paper", paper.model, paper.display, paper.params, "", "",
-                                 *[""] * len(settings), *_paper_cells(paper), "3"])  # fmt: skip
+    md, csv_rows = score_table(
+        f"# {experiment}: WebNLG test results (paper Table 14)", rows, WEBNLG_COLUMNS,
+        [COLUMNS[k][2] for k in WEBNLG_COLUMNS],
+        lambda row, k: _cell(row["mean"][k], row["std"][k], COLUMNS[k][0]), PAPER_TABLE14,
+        _paper_cells,
+    )  # fmt: skip
     md += [
         "",
         "BLEU ×100 (sacrebleu, `13a` tokenizer: multi-bleu-detok), METEOR 1.5 (`-l en -norm`, "
