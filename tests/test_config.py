@@ -11,7 +11,7 @@ from hydra.core.global_hydra import GlobalHydra
 from experiments.core.schema import ConfigError, register_configs, validate
 from experiments.tasks import known_tasks
 from experiments.train import run
-from tests.conftest import ROOT
+from tests.conftest import FIXTURES, ROOT
 
 CONF = ROOT / "conf"
 
@@ -121,7 +121,8 @@ def test_cli_prints_one_line_error(tmp_path):
     import sys
 
     out = subprocess.run(
-        [sys.executable, "-m", "experiments.train", "method.r=0", f"paths.results_dir={tmp_path}"],
+        [sys.executable, "-m", "experiments.train", "method.r=0", f"data.dir={FIXTURES / 'glue'}",
+         f"paths.results_dir={tmp_path}"],
         capture_output=True, text=True, cwd=ROOT, timeout=120,
     )  # fmt: skip
     assert out.returncode != 0
@@ -148,7 +149,7 @@ def test_settings_are_checked_without_torch():
         "from hydra import compose, initialize_config_dir\n"
         "from experiments.train import check_settings, check_inputs, TASK_NAMES, all_task_names\n"
         f"with initialize_config_dir(version_base='1.3', config_dir={str(CONF)!r}):\n"
-        "    cfg = compose('config', overrides=['task=rte', 'data.dir=null'])\n"
+        f"    cfg = compose('config', overrides=['task=rte', 'data.dir={FIXTURES / 'glue'}'])\n"
         "check_settings(cfg, all_task_names(), TASK_NAMES)\n"
         "check_inputs(cfg)\n"
         "heavy = [m for m in ('torch', 'transformers', 'datasets', 'lora') if m in sys.modules]\n"
@@ -165,9 +166,10 @@ def test_hub_model_offline_is_a_one_line_input_error(tmp_path, monkeypatch):
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache
-    cfg = compose_cfg(["model=roberta-base"])
+    glue = f"data.dir={FIXTURES / 'glue'}"
+    cfg = compose_cfg(["model=roberta-base", glue])
     validate(cfg, known_tasks())  # counting parameters needs no weights
     with pytest.raises(ConfigError, match="HF_HUB_OFFLINE=0.*model.pretrained=/path/to/folder"):
         check_inputs(cfg)
     with pytest.raises(ConfigError, match="model.pretrained: folder /nope/model does not exist"):
-        check_inputs(compose_cfg(["model.source=hub", "model.pretrained=/nope/model"]))
+        check_inputs(compose_cfg(["model.source=hub", "model.pretrained=/nope/model", glue]))

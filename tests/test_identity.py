@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -105,7 +106,7 @@ def test_each_file_is_hashed_once_per_process(data_copy, tmp_path, monkeypatch):
 
 def test_code_version_and_staleness():
     files = records.code_files()
-    assert all(f.split("/")[0] in ("lora", "experiments", "conf") for f in files)
+    assert all(f.split("/")[0] in ("lora", "experiments", "conf", "pyproject.toml") for f in files)
     version = code_version(files)
     assert isinstance(version, str) and len(version) == 16
     assert version == code_version(files)  # stable within a process
@@ -141,6 +142,43 @@ def test_code_files_are_the_imported_project_modules():
     assert "experiments/core/records.py" in files
     assert "experiments/report/tables.py" in files
     assert not any(f.startswith("tests/") for f in files)
+
+
+def test_code_files_name_the_entry_script_and_the_pinned_dependencies(monkeypatch):
+    """A joblib worker runs the task function without importing the entry module: the
+    entry script comes from argv. pyproject.toml pins the dependencies."""
+    monkeypatch.setattr(sys, "argv", [str(records.REPO / "experiments" / "train.py"), "x=1"])
+    sys.modules.pop("experiments.train", None)
+    files = records.code_files()
+    assert "experiments/train.py" in files
+    assert "pyproject.toml" in files
+
+
+def test_conf_closure_follows_nested_defaults(tmp_path):
+    conf = tmp_path / "conf"
+    for rel, text in {
+        "config.yaml": "defaults:\n  - base_config\n  - model: tiny\n  - experiment: null\n",
+        "model/tiny.yaml": "name: tiny\n",
+        "experiment/child.yaml": "defaults:\n  - parent\n  - override /model: tiny\n"
+        "  - /hydra/sweeper: search_full\n  - _self_\n",
+        "experiment/parent.yaml": "defaults:\n  - optional extra: one\n",
+        "experiment/extra/one.yaml": "a: 1\n",
+        "hydra/sweeper/search_full.yaml": "defaults:\n  - search\n  - override sampler: tpe\n",
+        "hydra/sweeper/search.yaml": "n_trials: 3\n",
+        "experiment/unused.yaml": "a: 2\n",
+    }.items():
+        (conf / rel).parent.mkdir(parents=True, exist_ok=True)
+        (conf / rel).write_text(text)
+    got = records.conf_closure(conf, [("", "config"), ("model", "tiny"), ("experiment", "child")])
+    assert got == [
+        "conf/config.yaml",
+        "conf/experiment/child.yaml",
+        "conf/experiment/extra/one.yaml",
+        "conf/experiment/parent.yaml",
+        "conf/hydra/sweeper/search.yaml",
+        "conf/hydra/sweeper/search_full.yaml",
+        "conf/model/tiny.yaml",
+    ]
 
 
 def test_records_are_strict_json(tmp_path):

@@ -16,7 +16,7 @@ import pytest
 
 from experiments.core.runner import Outcome
 from experiments.train import objective
-from tests.conftest import ROOT
+from tests.conftest import FIXTURES, ROOT
 from tests.test_harness import tiny_overrides
 
 
@@ -56,7 +56,7 @@ def test_sweep_with_a_diverging_point_fails_with_a_summary(tiny_model_dir, tmp_p
 
 def test_joblib_workers_report_bad_settings_and_the_sweep_fails(tmp_path):
     # joblib runs each point in a worker process: the summary reads what the workers left
-    out = multirun("method.r=0,-1", f"paths.results_dir={tmp_path}",
+    out = multirun("method.r=0,-1", f"data.dir={FIXTURES / 'glue'}", f"paths.results_dir={tmp_path}",
                    f"paths.output_dir={tmp_path}/out", "hydra/launcher=joblib",
                    "hydra.launcher.n_jobs=2")  # fmt: skip
     log = out.stdout + out.stderr

@@ -102,18 +102,18 @@ def _groups(n_seen: int, n_unseen: int) -> list[webnlg_data.TestGroup]:
 
 def test_select_test_is_seeded_proportional_and_keeps_file_order():
     groups = _groups(60, 40)
-    pick = select_test(groups, 10, seed=42)
+    pick = select_test(groups, 10)
     assert len(pick) == 10 and sum(not g.seen for g in pick) == 4  # 40% unseen
     assert pick == sorted(pick, key=groups.index)
-    assert select_test(groups, 10, seed=42) == pick and select_test(groups, 10, seed=1) != pick
-    assert select_test(groups, None, seed=42) == groups
-    assert select_test(groups, 500, seed=42) == groups
+    assert select_test(groups, 10) == pick  # one fixed sample, whatever the run's seed
+    assert select_test(groups, None) == groups
+    assert select_test(groups, 500) == groups
 
 
 def test_select_test_keeps_one_of_each_side_in_a_tiny_sample():
-    pick = select_test(_groups(99, 1), 2, seed=0)
+    pick = select_test(_groups(99, 1), 2)
     assert sorted(g.seen for g in pick) == [False, True]
-    dart = select_test(_groups(10, 0), 3, seed=0)  # DART: every input counts as seen
+    dart = select_test(_groups(10, 0), 3)  # DART: every input counts as seen
     assert len(dart) == 3 and all(g.seen for g in dart)
 
 

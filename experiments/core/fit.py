@@ -106,6 +106,16 @@ def best_epoch(epochs: list[dict[str, Any]], key: str, maximize: bool = True) ->
     return pick(epochs, key=lambda row: row.get(key, worst)) if epochs else {}
 
 
+def close_progress_bars(trainer: Trainer) -> None:
+    """Close the Trainer's open tqdm bars (left open when training raises)."""
+    for callback in trainer.callback_handler.callbacks:
+        for name in ("training_bar", "prediction_bar"):
+            bar = getattr(callback, name, None)
+            if bar is not None:
+                bar.close()
+                setattr(callback, name, None)
+
+
 def fit(
     model: torch.nn.Module,
     args: TrainingArguments,
@@ -164,7 +174,11 @@ def fit(
     params = count_parameters(model, modules_to_save).as_dict()
     reset_peak_memory()
     start = time.perf_counter()
-    out = trainer.train()
+    try:
+        out = trainer.train()
+    except BaseException:
+        close_progress_bars(trainer)  # else a failed run's bar prints after its error line
+        raise
     train_seconds = time.perf_counter() - start
     memory = peak_memory()
     epochs = epoch_history(trainer.state.log_history)

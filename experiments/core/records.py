@@ -8,7 +8,8 @@ writes ``<run_id>.failed.json`` (``status: failed``, a one-line ``reason``, the 
 when known) instead, which never blocks a retry. Records carry ``code_files``, the
 project files a run was made from (the modules it imported and the config files it
 composed), and ``code_version``, a hash of their contents; :func:`is_stale` rehashes
-those same files in the current tree. Editing the report code therefore leaves training
+those same files in the current tree, ``pyproject.toml``'s pinned dependencies
+among them. Editing the report code therefore leaves training
 records current, while any edit to code a run executed marks it stale.
 """
 
@@ -168,25 +169,25 @@ def _git_state() -> tuple[str | None, bool | None]:
 
 
 def code_files() -> list[str]:
-    """Repo-relative paths of the project code this process ran: the modules of
-    :data:`_PACKAGES_ROOTS` it imported, and the ``conf/`` files Hydra composed (the
-    primary config and one file per chosen group option), sorted."""
-    files = set()
-    for module in list(sys.modules.values()):
-        path = getattr(module, "__file__", None)
-        if not path:
-            continue
-        rel = _relative(path)
-        if rel and rel.split("/", 1)[0] in _PACKAGES_ROOTS:
+    """Repo-relative paths of the project code this process ran, sorted: the modules of
+    :data:`_PACKAGES_ROOTS` it imported, the entry script (a joblib worker runs the
+    task function without importing it), ``pyproject.toml`` (the pinned dependencies)
+    and every ``conf/`` file Hydra composed, nested defaults included."""
+    files = {"pyproject.toml"}
+    paths = [getattr(m, "__file__", None) for m in list(sys.modules.values())]
+    paths.append(sys.argv[0] if sys.argv else None)
+    for path in paths:
+        rel = _relative(path) if path else None
+        if rel and rel.endswith(".py") and rel.split("/", 1)[0] in _PACKAGES_ROOTS:
             files.add(rel)
     files.update(_composed_conf_files())
-    return sorted(files)
+    return sorted(f for f in files if (REPO / f).is_file())
 
 
 def _relative(path: str | os.PathLike) -> str | None:
     try:
         return Path(path).resolve().relative_to(REPO).as_posix()
-    except ValueError:
+    except (OSError, ValueError):
         return None
 
 
@@ -197,12 +198,38 @@ def _composed_conf_files() -> list[str]:
     if not HydraConfig.initialized():
         return []
     hc = HydraConfig.get()
-    conf = REPO / "conf"
-    found = [conf / f"{hc.job.config_name}.yaml"]
-    for group, option in hc.runtime.choices.items():
-        if isinstance(option, str):  # None: group left empty
-            found.append(conf / group / f"{option}.yaml")
-    return [p.relative_to(REPO).as_posix() for p in found if p.is_file()]
+    roots = [("", hc.job.config_name)]
+    roots += [(g, o) for g, o in hc.runtime.choices.items() if isinstance(o, str)]
+    return conf_closure(REPO / "conf", roots)
+
+
+def conf_closure(conf: Path, roots: list[tuple[str, str]]) -> list[str]:
+    """Repo-relative yaml files of ``roots`` ((group, option) pairs under ``conf``) and
+    of the defaults they include in turn (``- e2e_smollm2`` in an experiment preset, ``-
+    lr_search`` in a sweeper); ``override`` entries are Hydra's chosen options, already
+    among the roots. Files outside ``conf`` (plugins' configs) are left out."""
+    import yaml
+
+    found: set[Path] = set()
+    todo = list(roots)
+    while todo:
+        group, option = todo.pop()
+        path = conf / group / f"{option}.yaml"
+        if path in found or not path.is_file():
+            continue
+        found.add(path)
+        defaults = (yaml.safe_load(path.read_text()) or {}).get("defaults") or []
+        for entry in defaults:
+            items = entry.items() if isinstance(entry, dict) else [("", entry)]
+            for key, value in items:
+                key = str(key).removeprefix("optional ").strip()
+                if key.startswith("override") or not isinstance(value, str):
+                    continue
+                if value == "_self_":
+                    continue
+                sub = key[1:] if key.startswith("/") else "/".join(p for p in (group, key) if p)
+                todo.append((sub, value))
+    return sorted(p.relative_to(conf.parent).as_posix() for p in found)
 
 
 def code_version(files: list[str] | None = None) -> str:
