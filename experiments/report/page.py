@@ -74,7 +74,10 @@ SECTIONS: tuple[Section, ...] = (
     Section("Table 18: rank r on E2E", "Table 18 (App. H.2)",
             ("tables/table18_smollm2.md",), "table18", ("table18_smollm2",)),
     Section("Training efficiency", "§4.2's claims (memory, checkpoint size, speed)",
-            ("tables/efficiency.md",), "bench", ("bench",)),
+            ("tables/efficiency.md", "tables/efficiency_smollm2.md"), "bench", ("bench",)),
+    Section("Beyond the paper: LoRA's successors", "not in the paper: rsLoRA, DoRA, PiSSA, "
+            "VeRA and LoRA+ with the same learning-rate search",
+            ("tables/successors_minilm.md",), "successors", ("successors_minilm",)),
 )  # fmt: skip
 
 _LINK = re.compile(r"(!?\[[^\]]*\]\()([^)\s]+)(\))")
