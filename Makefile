@@ -100,7 +100,7 @@ table16: install ## Paper Table 16: FT/PreEmbed/PreLayer/LoRA on 100/1k/10k SST-
 	$(PY) -m experiments.train experiment=table16_sst2 $(ARGS)
 	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment table16_sst2
 
-table18: install ## Paper Table 18: LoRA r = 1..64 on E2E, SmolLM2-135M (7 runs, ~25 min estimated), resumable
+table18: install ## Paper Table 18: LoRA r = 1..64 on E2E, SmolLM2-135M (7 runs, 26 min 5 s measured quiet), resumable
 	$(PY) -m experiments.train experiment=table18_smollm2 $(ARGS)
 	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment table18_smollm2
 
