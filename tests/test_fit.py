@@ -94,6 +94,23 @@ def test_nan_train_loss_stops_at_its_optimizer_step(tmp_path, nan_at, accumulati
     assert (copy.reason, copy.step, str(copy)) == ("train loss is nan", step, str(info.value))
 
 
+def test_a_failed_run_leaves_no_progress_bar_open(tmp_path):
+    """An open bar would print after the sweep's final error line (tqdm closes it late)."""
+    from tqdm import tqdm
+
+    args = TrainingArguments(
+        output_dir=str(tmp_path), num_train_epochs=1, per_device_train_batch_size=2,
+        learning_rate=0.05, eval_strategy="epoch", save_strategy="no", report_to=[],
+        use_cpu=True, disable_tqdm=False, seed=0,
+    )  # fmt: skip
+    data = toy_data()
+    with pytest.raises(NonFiniteError) as info:  # info keeps the Trainer alive
+        fit(Toy(nan_at=2), args, train_dataset=data, eval_dataset={"dev": data[:4]},
+            data_collator=None, modules_to_save=[], best_key="eval_dev_loss")  # fmt: skip
+    assert info.value.step == 2
+    assert not [bar for bar in tqdm._instances if not bar.disable]
+
+
 def test_nonfinite_eval_loss_or_metric_stops_the_run(tmp_path):
     with pytest.raises(NonFiniteError) as info:
         toy_fit(tmp_path, Toy(nan_in_eval=True), best_key="eval_dev_loss")
