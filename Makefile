@@ -104,9 +104,10 @@ table18: install ## Paper Table 18: LoRA r = 1..64 on E2E, SmolLM2-135M (7 runs,
 	$(PY) -m experiments.train experiment=table18_smollm2 $(ARGS)
 	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment table18_smollm2
 
-successors: install ## LoRA's successors: 9 methods x SST-2, MRPC, STS-B, same 3-trial lr search (held-out selection), 3 seeds, MiniLM-L6 (~45 min estimated; PRESET=successors_minilm_full ~10 h)
+successors: install ## LoRA's successors: 9 methods x SST-2, MRPC, STS-B, same 3-trial lr search (held-out selection), 3 seeds, MiniLM-L6, then their merged latency (~45 min estimated; PRESET=successors_minilm_full ~10 h)
 	@start=$$(date +%s); p=$(or $(PRESET),successors_minilm); \
 	$(PY) -m experiments.successors --preset $$p $(ARGS); status=$$?; \
+	$(PY) -m experiments.latency preset=successors model=minilm-l6 name=$${p}_latency || status=1; \
 	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment $$p; \
 	took=$$(( $$(date +%s) - start )); \
 	echo "make successors: wall time $$(( took / 60 )) min $$(( took % 60 )) s; table: $(RESULTS)/tables/$$p.md"; \

@@ -15,10 +15,18 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
 
 from experiments.core.schema import ConfigError
 from experiments.perf import latency
-from experiments.perf.timing import Stats, interleave, paired_ratio, time_call
+from experiments.perf.timing import (
+    Stats,
+    arch_config,
+    build_model,
+    interleave,
+    paired_ratio,
+    time_call,
+)
 from experiments.report.tables import write_tables
 from lora import count_parameters, lora_layers, make_method
 from tests.conftest import ROOT, tiny_gpt2
@@ -32,6 +40,13 @@ TINY_LLAMA = (
     "arch_overrides={hidden_size:32,num_hidden_layers:2,num_attention_heads:4,"
     "num_key_value_heads:2,head_dim:8,intermediate_size:64,vocab_size:100,"
     "max_position_embeddings:256}"
+)
+
+
+#: MiniLM's BERT layout (the successors comparison's model) at test size.
+TINY_BERT = (
+    "arch_overrides={hidden_size:32,num_hidden_layers:2,num_attention_heads:4,"
+    "intermediate_size:64,vocab_size:100}"
 )
 
 
@@ -69,7 +84,8 @@ def test_overrides_beat_the_preset():
         ("preset=fast", "invalid setting preset: 'fast'; allowed: cpu, table1, figure5"),
         ("dtype=fp8", "invalid setting dtype: 'fp8'; allowed: fp32, fp16, bf16"),
         ("device=tpu", "invalid setting device: 'tpu'; allowed: cpu, cuda"),
-        ("model=roberta-base", "invalid setting model: 'roberta-base' is not a decoder-only LM"),
+        ("merged={x:{name:adapter_h,r:8}}", "invalid setting merged.x.name: 'adapter_h' does not"),
+        ("merged={x:{name:lora,r:0}}", "invalid setting merged.x: r must be an integer >= 1"),
         ("methods=[lora_merged,adapter_x]", "invalid setting methods: ['adapter_x']; allowed:"),
         ("grid=[[0,128]]", "invalid setting grid: must be an integer >= 1; got 0"),
         ("grid=[[1,128,3]]", "invalid setting grid: entries must be [batch, seq]"),
@@ -321,3 +337,55 @@ def test_module_entry_points_find_their_config(entry):
     done = subprocess.run([sys.executable, "-m", entry, "--cfg", "job"], capture_output=True,
                           text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+def test_successors_preset_times_what_the_comparison_trains():
+    s = latency.resolve(compose_latency(["preset=successors", "model=minilm-l6"]))
+    preset = OmegaConf.load(ROOT / "conf" / "experiment" / "successors_minilm.yaml")
+    hparams = OmegaConf.to_container(preset.hparams)
+    assert s.merged == {row: hparams[row]["method"] for row in s.merged}
+    assert set(s.merged) == set(hparams) - {"full_ft", "adapter_h", "bitfit"}
+    assert s.methods == ("adapter_h",) and s.adapter_r == (hparams["adapter_h"]["method"]["r"],)
+    assert s.name == "successors_minilm_latency"
+
+
+def test_merged_successors_are_the_base_architecture_and_leave_the_base_untouched():
+    s = latency.resolve(compose_latency(["preset=successors", "model=minilm-l6", TINY_BERT]))
+    config = arch_config(s.model, s.arch, s.arch_overrides)
+    base = build_model(config, torch.device("cpu"), torch.float32, 0).eval()
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    shapes = {k: v.shape for k, v in before.items()}
+    ids = torch.randint(0, 100, (2, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = base(input_ids=ids).logits
+    merged = [v for v in latency.plan_variants(s, 2, 32) if v.kind == "merged"]
+    assert [v.key for v in merged] == [f"merged-{row}" for row in s.merged]
+    for v in merged:
+        model, params = latency.build_variant(base, v, 0)
+        assert not lora_layers(model) and params > 0, v.key
+        assert {k: t.shape for k, t in model.state_dict().items()} == shapes, v.key
+        with torch.no_grad():  # every update is zero (B = 0 or λ_d·0) at initialisation
+            torch.testing.assert_close(model(input_ids=ids).logits, ref, atol=1e-5, rtol=0)
+    for k, w in base.state_dict().items():  # PiSSA's residual and the merges: on copies
+        torch.testing.assert_close(w, before[k], rtol=0, atol=0)
+    assert "DoRA (r=8, W_q,W_v) merged" in [v.label for v in merged]
+
+
+def test_successors_run_writes_merged_rows_without_paper_rows(tmp_path):
+    cfg = compose_latency(["preset=successors", "model=minilm-l6", TINY_BERT, "grid=[[1,8]]",
+                           "trials=1", "warmup=0", f"results_dir={tmp_path}"])  # fmt: skip
+    record, _ = latency.run(cfg, timer=fake_timer)
+    md = (tmp_path / "tables" / "successors_minilm_latency.md").read_text()
+    assert "| VeRA (r=256, W_q,W_v) merged |" in md and "| AdapterH (r=8) |" in md
+    assert "*Paper" not in md and "No paper rows: Table 1 timed gpt2-medium" in md
+    merged_targets = [t for t in record["targets"] if "merged / base latency" in t["target"]]
+    assert len(merged_targets) == 6 and all(t["met"] for t in merged_targets)
+
+
+def test_a_method_that_does_not_fit_the_model_is_a_one_line_error(tmp_path):
+    cfg = compose_latency(["preset=successors", TINY, "grid=[[1,8]]", f"results_dir={tmp_path}"])
+    with pytest.raises(ConfigError) as err:  # GPT-2's fused c_attn has no DoRA
+        latency.run(cfg, timer=fake_timer)
+    assert str(err.value).startswith("invalid setting merged.dora for model=gpt2-medium: ")
+    assert "use_dora must be False on fused projections" in str(err.value)
+    assert "\n" not in str(err.value)

@@ -7,6 +7,7 @@ import csv
 import json
 
 from experiments.core.records import SCHEMA_VERSION
+from experiments.perf import latency
 from experiments.report.successors_tables import (
     beats_reference,
     chosen_lr,
@@ -14,6 +15,7 @@ from experiments.report.successors_tables import (
     summarize,
 )
 from experiments.report.tables import write_tables
+from tests.test_latency import TINY_BERT, compose_latency, fake_timer
 
 EXP = "successors_fixture"
 METHODS = {
@@ -113,6 +115,7 @@ def test_table_and_pareto_plot_from_records(tmp_path):
     assert "| LoRA | 0.0003 (3), 3 | 0.0005 (1), 2 | 1.00× | 1.00× |" in lines
     assert "| DoRA | 0.002 (3), 3 |  | 1.56× | 1.10× |" in lines
     assert "held-out protocol): DoRA on SST-2." in md
+    assert "Inference latency: not measured yet (no `successors_fixture_latency` record" in md
     assert "![Score against trainable parameters](successors_fixture_pareto.png)" in md
     assert "Built from 10 runs at commit abcdef0" in md
     with open(tables / f"{EXP}.csv") as f:
@@ -131,3 +134,28 @@ def test_records_of_another_configuration_are_never_pooled_or_chosen():
     assert chosen_lr(recs + [other], "lora", "sst2", 1, lora_key) == (3e-4, 3)
     units = summarize(recs + [other])
     assert ("lora", "sst2") not in units and ("dora", "sst2") in units
+
+
+def test_the_latency_column_comes_from_a_latency_record_of_the_same_settings(tmp_path):
+    runs = tmp_path / "runs" / EXP
+    runs.mkdir(parents=True)
+    for i, r in enumerate(fixture_records()):
+        (runs / f"r{i}.json").write_text(json.dumps(r))
+    lora = "{name:lora,r:8,lora_alpha:16,targets:[q,v]}"
+    dora_r16 = "{name:lora,r:16,lora_alpha:16,targets:[q,v],use_dora:true}"  # not what ran
+    cfg = compose_latency(["preset=successors", "model=minilm-l6", TINY_BERT,
+                           "grid=[[1,8],[2,8]]", "trials=1", "warmup=0", "methods=[]",
+                           f"merged={{lora:{lora},dora:{dora_r16}}}", f"name={EXP}_latency",
+                           f"results_dir={tmp_path}"])  # fmt: skip
+    latency.run(cfg, timer=fake_timer)
+    (path,) = (tmp_path / "runs" / "latency").glob("*.json")
+    timed = json.loads(path.read_text())
+    timed["points"][0]["results"]["merged-lora"]["ratio"] = 1.04
+    path.write_text(json.dumps(timed))
+    write_tables(tmp_path, EXP)
+    lines = (tmp_path / "tables" / f"{EXP}.md").read_text().splitlines()
+    assert any("| Peak memory ×LoRA | Inference latency ×base (1×8 / 2×8) |" in ln for ln in lines)
+    assert "| LoRA | 0.0003 (3), 3 | 0.0005 (1), 2 | 1.00× | 1.00× | 1.04× / 1.00× |" in lines
+    assert "| FT | 0.0001 (1), 2 |  | 1.00× | 1.00× | 1.00× / 1.00× |" in lines  # the base
+    assert "| DoRA | 0.002 (3), 3 |  | 1.56× | 1.10× |  |" in lines  # timed at r=16: blank
+    assert any(ln.startswith("Built from 11 runs") for ln in lines)  # the latency record too

@@ -3,16 +3,21 @@
     python -m experiments.latency                              # CPU default (~10 min, 2 cores)
     python -m experiments.latency preset=table1 device=cuda    # Table 1: 3 points, 100 trials
     python -m experiments.latency preset=figure5 device=cuda   # Figure 5: 18 points x r
+    python -m experiments.latency preset=successors model=minilm-l6  # LoRA's successors merged
 
-A decoder-only model preset's architecture (``model=``: GPT-2 medium by default,
-``smollm2-135m`` for Llama) with random weights (latency does not depend on the
-values), eval mode, ``torch.no_grad``, no KV cache, one forward pass over a (batch, seq)
-block of token ids. Every variant is a copy of one base model that
-shares its weights (merged LoRA copies only the matrices it merges into): the base;
+A model preset's architecture (``model=``: GPT-2 medium by default, ``smollm2-135m``
+for Llama, ``minilm-l6`` for the BERT encoder of the successors comparison) with random
+weights (latency does not depend on the values), eval mode, ``torch.no_grad``, no KV
+cache, one forward pass over a (batch, seq) block of token ids. Every variant is a copy
+of one base model that shares its weights (merged LoRA copies only the matrices it
+merges into): the base;
 LoRA merged (r=4 on W_q, W_v, B set non-zero, then :func:`lora.merge_lora`: the
 paper's "Fine-Tune/LoRA" row; the GPU preset also times it merged and unloaded, i.e.
 without the wrappers); LoRA unmerged (for information); AdapterL and AdapterH at
-parameter budgets, r from the paper's count formula (§5.1); PreLayer. Base and
+parameter budgets, r from the paper's count formula (§5.1); PreLayer; and each entry of
+``merged`` (a LoRA-family method such as DoRA, PiSSA or VeRA: applied with its own
+initialisation on its own copy of the weights, then folded into them and unloaded by
+:func:`lora.merge_and_unload`, the model it ships for inference). Base and
 variants are timed round-robin in one process (:func:`experiments.perf.timing.interleave`)
 and each variant's overhead is the median of its per-round ratio to the base.
 
@@ -26,6 +31,7 @@ Errors: a bad setting stops with one line naming it and the allowed values.
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,7 +48,6 @@ from experiments.perf.timing import (
     check,
     check_int,
     compare,
-    is_causal,
     perf_record,
     publish,
     resolve_common,
@@ -50,13 +55,13 @@ from experiments.perf.timing import (
     share_weights_copy,
 )
 from experiments.report.labels import LATENCY_LABELS as LABELS
-from experiments.report.labels import fmt_targets
+from experiments.report.labels import fmt_targets, method_label
 from experiments.report.latency_tables import ADAPTER_KINDS, write_latency_table
 from lora import count_parameters, lora_layers, make_method, merge_and_unload, merge_lora
 
 log = logging.getLogger("experiments.latency")
 
-PRESETS = ("cpu", "table1", "figure5")
+PRESETS = ("cpu", "table1", "figure5", "successors")
 METHOD_KINDS = (
     "lora_merged",
     "lora_unloaded",
@@ -67,6 +72,8 @@ METHOD_KINDS = (
 )
 #: LoRA variants whose update is folded into W0: the paper's "Fine-Tune/LoRA" row.
 MERGED_KINDS = ("lora_merged", "lora_unloaded")
+#: ``make_method`` names whose layers fold into W0 (``merged`` entries).
+MERGEABLE = ("lora", "vera")
 #: Target band of merged LoRA latency / base latency.
 MERGED_TOLERANCE = 0.02
 
@@ -92,6 +99,7 @@ class Settings:
     methods: tuple[str, ...]
     adapter_budgets: tuple[int, ...]
     adapter_r: tuple[int, ...]
+    merged: dict[str, dict[str, Any]]
     lora: dict[str, Any]
     prefix: dict[str, Any]
     name: str
@@ -108,12 +116,6 @@ def resolve(cfg: DictConfig) -> Settings:
     pick = resolve_common(c, PRESETS)
     model = c["model"]["name"]
     config = arch_config(model, c["model"].get("arch"), c["arch_overrides"])
-    check(
-        is_causal(config),
-        "model",
-        f"{model!r} is not a decoder-only LM; allowed: a GPT-2 or Llama preset "
-        "(gpt2-medium, gpt2-large, smollm2-135m)",
-    )
     methods = pick["methods"]
     bad = [m for m in methods if m not in METHOD_KINDS]
     check(not bad, "methods", f"{bad}; allowed: {', '.join(METHOD_KINDS)}")
@@ -130,6 +132,19 @@ def resolve(cfg: DictConfig) -> Settings:
             make_method(name, **c[key])
         except (TypeError, ValueError) as err:
             raise ConfigError(f"invalid setting {key}: {err}") from None
+    merged = pick["merged"] or {}
+    for row, method in merged.items():
+        settings = dict(method or {})
+        name = settings.pop("name", None)
+        check(
+            name in MERGEABLE,
+            f"merged.{row}.name",
+            f"{name!r} does not fold into W0; allowed: {', '.join(MERGEABLE)}",
+        )
+        try:
+            make_method(name, **settings)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"invalid setting merged.{row}: {err}") from None
     n_v = c["prefix"]["l_p"] + c["prefix"]["l_i"] if "prefix_layer" in methods else 0
     grid = []
     for point in pick["grid"]:
@@ -159,6 +174,7 @@ def resolve(cfg: DictConfig) -> Settings:
         methods=tuple(m for m in METHOD_KINDS if m in methods),
         adapter_budgets=tuple(sorted(set(budgets))),
         adapter_r=tuple(sorted(set(sizes))),
+        merged={row: dict(m) for row, m in merged.items()},
         lora=dict(c["lora"]),
         prefix=dict(c["prefix"]),
         name=str(pick["name"]),
@@ -196,8 +212,8 @@ class Variant:
     """One timed model.
 
     Attributes:
-        key: unique id, e.g. ``adapter_h-r111``.
-        kind: ``base`` or one of :data:`METHOD_KINDS`.
+        key: unique id, e.g. ``adapter_h-r111``, ``merged-dora``.
+        kind: ``base``, one of :data:`METHOD_KINDS`, or ``merged`` (a ``merged`` entry).
         method: ``make_method`` name and settings (empty for the base).
         budget: the |Θ| budget this adapter size was derived from, if any.
         formula_params: |Θ| by the paper's formula (adapters) or None.
@@ -213,6 +229,8 @@ class Variant:
     def label(self) -> str:
         """Table label, e.g. ``AdapterH (r=111)``."""
         m = self.method
+        if self.kind == "merged":
+            return f"{method_label(m)} merged"
         if self.kind.startswith("lora"):
             return f"{LABELS[self.kind]} (r={m['r']}, {fmt_targets(m['targets'])})"
         if self.kind in ADAPTER_KINDS:
@@ -244,6 +262,7 @@ def plan_variants(s: Settings, n_layer: int, d: int) -> list[Variant]:
                         adapter_params(kind, n_layer, d, r),
                     )
                 )
+    out += [Variant(f"merged-{row}", "merged", dict(m)) for row, m in s.merged.items()]
     return out
 
 
@@ -255,10 +274,17 @@ def build_variant(base: nn.Module, v: Variant, seed: int) -> tuple[nn.Module, in
     ``lora_merged`` keeps the LoRA wrappers (:func:`lora.merge_lora`); ``lora_unloaded``
     puts the plain projections back (:func:`lora.merge_and_unload`), so it shows what
     the wrappers' Python calls cost where launch overhead matters (small GPU batches).
+    A ``merged`` variant is a full copy, adapted at its initialisation and then merged
+    and unloaded: its dense weights have the base's shapes, whatever their values.
+
+    Raises:
+        ValueError: the method does not fit the model (e.g. ``use_dora`` on GPT-2's
+            fused ``c_attn``).
     """
     if v.kind == "base":
         return base, 0
-    model = share_weights_copy(base)
+    # merged entries change W0 in place (PiSSA's initialisation, the merge): own copy
+    model = copy.deepcopy(base) if v.kind == "merged" else share_weights_copy(base)
     settings = dict(v.method)
     torch.manual_seed(seed)  # the merged and unmerged LoRA variants get the same A
     # Inference in the base dtype, as the paper times it: no fp32 upcast of the adapters.
@@ -278,6 +304,8 @@ def build_variant(base: nn.Module, v: Variant, seed: int) -> tuple[nn.Module, in
             merge_lora(model, keep_base=False)
         elif v.kind == "lora_unloaded":
             merge_and_unload(model)
+    if v.kind == "merged":
+        merge_and_unload(model)
     return model.eval(), params
 
 
@@ -330,11 +358,14 @@ def check_targets(points: list[dict[str, Any]], variants: list[Variant]) -> list
         return f"{p['batch']}×{p['seq']}"
 
     out = []
-    for kind in [v.kind for v in variants if v.kind in MERGED_KINDS]:
-        ratios = [(point_name(p), p["results"][kind]["ratio"]) for p in points]
+    for v in variants:
+        if v.kind not in (*MERGED_KINDS, "merged"):
+            continue
+        ratios = [(point_name(p), p["results"][v.key]["ratio"]) for p in points]
+        label = v.label if v.kind == "merged" else LABELS[v.kind]
         out.append(
             {
-                "target": f"{LABELS[kind]} / base latency = 1.00 ± {MERGED_TOLERANCE:.2f}",
+                "target": f"{label} / base latency = 1.00 ± {MERGED_TOLERANCE:.2f}",
                 "figure": ", ".join(f"{r:.3f} ({n})" for n, r in ratios),
                 "met": all(abs(r - 1) <= MERGED_TOLERANCE for _, r in ratios),
             }
@@ -400,7 +431,8 @@ def run(cfg: DictConfig, timer=None) -> tuple[dict[str, Any], list[Path]]:
         The record and the written paths.
 
     Raises:
-        ConfigError: a bad setting, before any model is built.
+        ConfigError: a bad setting, before any model is built; or a method that does
+            not fit the model (e.g. DoRA on GPT-2's fused ``c_attn``), once it is built.
     """
     s = resolve(cfg)
     device, dtype = setup(s)
@@ -410,7 +442,11 @@ def run(cfg: DictConfig, timer=None) -> tuple[dict[str, Any], list[Path]]:
     base = build_model(config, device, dtype, s.seed).eval()
     models, params = {}, {}
     for v in variants:
-        models[v.key], params[v.key] = build_variant(base, v, s.seed)
+        try:
+            models[v.key], params[v.key] = build_variant(base, v, s.seed)
+        except ValueError as err:  # a method that does not fit this architecture
+            where = f"merged.{v.key.removeprefix('merged-')}" if v.kind == "merged" else "methods"
+            raise ConfigError(f"invalid setting {where} for model={s.model}: {err}") from None
     points = []
     for batch, seq in s.grid:
         log.info(

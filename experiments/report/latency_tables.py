@@ -26,6 +26,8 @@ from experiments.report.paper_numbers import PAPER_TABLE1
 log = logging.getLogger("experiments.report")
 
 ADAPTER_KINDS = ("adapter_l", "adapter_h")
+#: The architecture paper Table 1 timed.
+PAPER_MODEL = "gpt2-medium"
 
 # fmt: off
 #: Columns of the latency CSV: one row per (point, variant), ours and the paper's.
@@ -47,7 +49,9 @@ def render(record: dict[str, Any], figure: Path | None = None) -> tuple[str, lis
     """Markdown table and CSV rows (dicts keyed by :data:`CSV_COLUMNS`) of a latency record."""
     s, points, variants = record["settings"], record["points"], record["variants"]
     cols = [f"{p['batch']}×{p['seq']}" for p in points]
-    paper = [PAPER_TABLE1.get((p["batch"], p["seq"])) for p in points]
+    # the paper timed GPT-2 medium: its rows stand beside that architecture only
+    table1 = s["model"] == PAPER_MODEL
+    paper = [PAPER_TABLE1.get((p["batch"], p["seq"])) if table1 else None for p in points]
     header = ["Method", "\\|Θ\\| (ours, counted)", *cols]
     rows: list[list[str]] = []
 
@@ -97,15 +101,23 @@ def render(record: dict[str, Any], figure: Path | None = None) -> tuple[str, lis
         f"sequence length. {s['model']} architecture with random weights, {s['dtype']}, eval "
         f"mode, no grad, no KV cache, on {hardware_line(hw)}."
     )
-    md.append("")
-    md.append(
-        "Paper rows (italic): Table 1, NVIDIA Quadro RTX 8000, 100 trials, precision and "
-        "warm-up not stated; its LoRA row is the merged model, i.e. the base. The paper's "
-        "adapters are 0.5M parameters at 32×512 and 11M at 16×256 and 1×128; ours are sized "
-        "from the same budgets with the paper's count |Θ| = L̂_Adpt·(2·d·r + r + d) + "
-        "2·L̂_LN·d (AdapterL: L adapters + L LayerNorms; AdapterH: 2L adapters). "
-        "LoRA r=4 on W_q, W_v with non-zero B; merged with `lora.merge_lora`."
-    )
+    if any(v["kind"] == "merged" for v in variants):
+        md += ["", "Merged rows: the method applied at its initialisation (PiSSA's SVD, "
+               "VeRA's shared projections, DoRA's magnitudes), then folded into W0 and "
+               "unloaded with `lora.merge_and_unload`, the model it ships for inference; "
+               "\\|Θ\\| is its trainable count before the merge."]  # fmt: skip
+    if not table1:
+        md += ["", f"No paper rows: Table 1 timed {PAPER_MODEL}, this is {s['model']}."]
+    else:
+        md.append("")
+        md.append(
+            "Paper rows (italic): Table 1, NVIDIA Quadro RTX 8000, 100 trials, precision and "
+            "warm-up not stated; its LoRA row is the merged model, i.e. the base. The paper's "
+            "adapters are 0.5M parameters at 32×512 and 11M at 16×256 and 1×128; ours are sized "
+            "from the same budgets with the paper's count |Θ| = L̂_Adpt·(2·d·r + r + d) + "
+            "2·L̂_LN·d (AdapterL: L adapters + L LayerNorms; AdapterH: 2L adapters). "
+            "LoRA r=4 on W_q, W_v with non-zero B; merged with `lora.merge_lora`."
+        )
     if s["preset"] == "cpu":
         md += [
             "",
@@ -127,7 +139,7 @@ def render(record: dict[str, Any], figure: Path | None = None) -> tuple[str, lis
         md += ["", f"![Adapter slow-down, Figure 5 style]({figure.name})"]
     md += footer([record], stale)
     csv_rows: list[dict[str, Any]] = []
-    for p in points:
+    for p, entry in zip(points, paper, strict=True):
         where = {"batch": p["batch"], "seq": p["seq"], "tokens": p["tokens"]}
         for v in variants:
             res = p["results"][v["key"]]
@@ -154,7 +166,6 @@ def render(record: dict[str, Any], figure: Path | None = None) -> tuple[str, lis
                     "hardware": hw["name"],
                 }
             )
-        entry = PAPER_TABLE1.get((p["batch"], p["seq"]))
         for kind in ("base", *ADAPTER_KINDS) if entry else ():
             mean, pm, pct = entry[kind]
             budget = "" if kind == "base" else entry["budget"]

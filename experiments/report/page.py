@@ -77,7 +77,8 @@ SECTIONS: tuple[Section, ...] = (
             ("tables/efficiency.md", "tables/efficiency_smollm2.md"), "bench", ("bench",)),
     Section("Beyond the paper: LoRA's successors", "not in the paper: rsLoRA, DoRA, PiSSA, "
             "VeRA and LoRA+ with the same learning-rate search",
-            ("tables/successors_minilm.md",), "successors", ("successors_minilm",)),
+            ("tables/successors_minilm.md", "tables/successors_minilm_latency.md"), "successors",
+            ("successors_minilm",)),
 )  # fmt: skip
 
 _LINK = re.compile(r"(!?\[[^\]]*\]\()([^)\s]+)(\))")

@@ -14,8 +14,10 @@ chosen learning rate on every seed. From them, per method and task:
 - step time and peak training memory as ratios against LoRA on the same task (medians
   over seeds; eval time taken out of the step time).
 
-Merged inference latency is not in training records: the latency job
-(``make latency``, results/tables/table1_latency.md) measures it.
+Merged inference latency against the base comes from the latency job's record named
+``<experiment>_latency`` (``python -m experiments.latency preset=successors
+model=minilm-l6``, run by ``make successors``): each LoRA-family row merged and unloaded,
+AdapterH as it runs; FT and BitFit ship the base architecture itself.
 """
 
 from __future__ import annotations
@@ -160,6 +162,39 @@ def summarize(records: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, 
     return out
 
 
+#: rows whose inference model is the base architecture itself (nothing to merge)
+BASE_ARCHITECTURE = ("full_ft", "bitfit")
+
+
+def _same_method(timed: dict[str, Any], trained: dict[str, Any]) -> bool:
+    """Every setting the latency job gave the method is the one the runs trained with."""
+    return all(trained.get(k) == v for k, v in timed.items())
+
+
+def merged_latency(latency: dict[str, Any] | None, row: str, method: dict[str, Any]
+                   ) -> list[float] | None:  # fmt: skip
+    """Inference latency / base at each grid point of ``latency`` (a latency record) for
+    the model ``row`` ships: merged for the LoRA family, as it runs for an adapter,
+    the base itself (1.0) for FT and BitFit. None when the record has no such variant
+    or timed other settings than the runs trained with (never a mismatched number)."""
+    if latency is None:
+        return None
+    points = latency["points"]
+    if row in BASE_ARCHITECTURE:
+        return [1.0] * len(points)
+    timed = latency["settings"].get("merged", {}).get(row)
+    if timed is not None:
+        key = f"merged-{row}" if _same_method(timed, method) else None
+    else:
+        key = next((v["key"] for v in latency["variants"]
+                    if v["kind"] == method.get("name") and v["method"].get("r") == method.get("r")),
+                   None)  # fmt: skip
+    if key is None:
+        log.warning("successors: no latency for %s in %s", row, latency["run_id"])
+        return None
+    return [p["results"][key]["ratio"] for p in points]
+
+
 def _cell(scores: list[float]) -> str:
     """``85.1 [84.0, 86.2]``: median and min-max over seeds."""
     if not scores:
@@ -194,8 +229,10 @@ def _order(rows: list[str]) -> list[str]:
 
 
 def render(experiment: str, records: list[dict[str, Any]], notes: str | None,
-           figure: Path | None) -> tuple[str, list[dict[str, Any]]]:  # fmt: skip
-    """Markdown and CSV rows of the comparison (see the module docstring)."""
+           figure: Path | None, latency: dict[str, Any] | None = None
+           ) -> tuple[str, list[dict[str, Any]]]:  # fmt: skip
+    """Markdown and CSV rows of the comparison (see the module docstring); ``latency``:
+    the latency record of the merged models, if any."""
     units = summarize(records)
     tasks = sorted({t for _, t in units}, key=lambda t: list(GLUE_TASKS).index(t))
     rows = _order(sorted({r for r, _ in units}))
@@ -250,6 +287,9 @@ def render(experiment: str, records: list[dict[str, Any]], notes: str | None,
               "evaluations; peak resident memory on CPU, peak allocation on GPU)."]  # fmt: skip
     header = ["Method"] + [f"{display[t]} lr (trials), seeds" for t in tasks]
     header += ["Step time ×LoRA", "Peak memory ×LoRA"]
+    grid = [f"{p['batch']}×{p['seq']}" for p in latency["points"]] if latency else []
+    if latency:
+        header.append(f"Inference latency ×base ({' / '.join(grid)})")
     body = []
     for row in rows:
         first = next(units[(row, t)] for t in tasks if (row, t) in units)
@@ -264,10 +304,23 @@ def render(experiment: str, records: list[dict[str, Any]], notes: str | None,
             steps.append(_ratio_value(unit, ref, "step_s"))
             peaks.append(_ratio_value(unit, ref, "peak_mb"))
         cells += [_fmt_ratio(_median(steps)), _fmt_ratio(_median(peaks))]
+        if latency:
+            ratios = merged_latency(latency, row, first["method"])
+            cells.append(" / ".join(f"{r:.2f}×" for r in ratios) if ratios else "")
         body.append(cells)
     lines += [""] + md_table(header, body)
-    lines += ["", "Merged inference latency against the base is not in training records; "
-              "the latency job measures it (`make latency`, table1_latency.md)."]  # fmt: skip
+    if latency:
+        st = latency["settings"]
+        lines += ["", f"Inference latency: the model each method ships, against the base, "
+                  f"median per-round ratio over {st['trials']} rounds at batch × sequence "
+                  f"length {', '.join(grid)}, {st['model']} architecture with random "
+                  f"weights on {latency['hardware']['name']} (`{st['name']}.md`): the "
+                  "LoRA family merged and unloaded, AdapterH as it runs, FT and BitFit the "
+                  "base itself (1×)."]  # fmt: skip
+    else:
+        lines += ["", f"Inference latency: not measured yet (no `{experiment}_latency` "
+                  "record; `python -m experiments.latency preset=successors "
+                  "model=minilm-l6`)."]  # fmt: skip
     beats = beats_reference(units)
     summary = ", ".join(f"{_label(r, units[(r, t)]['method'])} on {display[t]}"
                         for r, t in beats) or "none"  # fmt: skip
@@ -275,7 +328,7 @@ def render(experiment: str, records: list[dict[str, Any]], notes: str | None,
               f"best seed, held-out protocol): {summary}."]  # fmt: skip
     if figure is not None:
         lines += ["", f"![Score against trainable parameters]({figure.name})"]
-    used = [r for u in units.values() for r in u["records"]]
+    used = [r for u in units.values() for r in u["records"]] + ([latency] if latency else [])
     lines += footer(used, any_stale(used))
     return "\n".join(lines) + "\n", csv_rows
 
@@ -332,17 +385,18 @@ def plot_pareto(records: list[dict[str, Any]], path: Path) -> Path | None:
     return path
 
 
-def write_successors_table(out: Path, experiment: str, records: list[dict[str, Any]]
-                           ) -> list[Path]:  # fmt: skip
+def write_successors_table(out: Path, experiment: str, records: list[dict[str, Any]],
+                           latency: dict[str, Any] | None = None) -> list[Path]:  # fmt: skip
     """``<experiment>.md``/``.csv`` and ``<experiment>_pareto.png`` in ``out``.
 
     Records without held-out selection (``metrics.heldout``) are left out; nothing is
-    written when none has it.
+    written when none has it. ``latency``: the latency record of the merged models.
     """
     records = [r for r in records if "heldout" in r["metrics"]]
     if not records:
         return []
     figure = plot_pareto(records, out / f"{experiment}_pareto.png")
-    md, rows = render(experiment, records, records[-1]["config"].get("notes"), figure)
+    md, rows = render(experiment, records, records[-1]["config"].get("notes"), figure, latency)
+
     columns = list(rows[0]) if rows else []
     return write_md_csv(out, experiment, md, rows, columns) + ([figure] if figure else [])
