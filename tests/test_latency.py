@@ -81,7 +81,10 @@ def test_overrides_beat_the_preset():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("preset=fast", "invalid setting preset: 'fast'; allowed: cpu, table1, figure5"),
+        (
+            "preset=fast",
+            "invalid setting preset: 'fast'; allowed: cpu, table1, figure5, successors",
+        ),
         ("dtype=fp8", "invalid setting dtype: 'fp8'; allowed: fp32, fp16, bf16"),
         ("device=tpu", "invalid setting device: 'tpu'; allowed: cpu, cuda"),
         ("merged={x:{name:adapter_h,r:8}}", "invalid setting merged.x.name: 'adapter_h' does not"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from experiments.core.records import SCHEMA_VERSION, write_atomic
-from experiments.report.page import SECTIONS, slug, write_page
+from experiments.report.page import SECTIONS, section_records, slug, write_page
 from experiments.report_page import main
 
 DEMO_MD = """# demo: GLUE dev results
@@ -102,3 +102,19 @@ def test_command_line_names_a_missing_results_folder(tmp_path, capsys):
         main(["--results-dir", str(tmp_path / "nope")])
     main(["--results-dir", str(tmp_path), "--out", str(tmp_path / "r")])
     assert str(tmp_path / "r" / "index.html") in capsys.readouterr().out
+
+
+def test_a_perf_section_reads_only_the_records_of_its_output_name(tmp_path):
+    for name in ("table1_latency", "successors_minilm_latency"):
+        write_atomic(tmp_path / "runs" / "latency" / f"{name}.json", {
+            "schema_version": SCHEMA_VERSION, "status": "ok", "experiment": "latency",
+            "run_id": name, "settings": {"name": name, "preset": "cpu"}, "points": [],
+            "variants": [], "targets": [], "hardware": {},
+            "provenance": {"git_commit": "0123456789abcdef", "git_dirty": False},
+        })  # fmt: skip
+    table1 = next(s for s in SECTIONS if s.target == "latency")
+    successors = next(s for s in SECTIONS if s.target == "successors")
+    assert [r["run_id"] for r in section_records(table1, tmp_path)] == ["table1_latency"]
+    assert [r["run_id"] for r in section_records(successors, tmp_path)] == [
+        "successors_minilm_latency"
+    ]

@@ -19,11 +19,12 @@ from tests.test_latency import TINY_BERT, compose_latency, fake_timer
 
 EXP = "successors_fixture"
 METHODS = {
+    "adapter_h": {"name": "adapter_h", "r": 8},
     "lora": {"name": "lora", "r": 8, "lora_alpha": 16, "targets": ["q", "v"]},
     "dora": {"name": "lora", "r": 8, "lora_alpha": 16, "targets": ["q", "v"], "use_dora": True},
     "full_ft": {"name": "full_ft"},
 }
-PARAMS = {"lora": 73728, "dora": 76800, "full_ft": 22_700_000}
+PARAMS = {"adapter_h": 78432, "lora": 73728, "dora": 76800, "full_ft": 22_700_000}
 
 
 def record(row, task, seed, lr, paper, heldout_dev, heldout_score, train_seconds=20.0,
@@ -136,21 +137,29 @@ def test_records_of_another_configuration_are_never_pooled_or_chosen():
     assert ("lora", "sst2") not in units and ("dora", "sst2") in units
 
 
-def test_the_latency_column_comes_from_a_latency_record_of_the_same_settings(tmp_path):
-    runs = tmp_path / "runs" / EXP
-    runs.mkdir(parents=True)
-    for i, r in enumerate(fixture_records()):
-        (runs / f"r{i}.json").write_text(json.dumps(r))
+def _latency_record(tmp_path, *overrides):
+    """A latency record of the fixture's methods on a tiny MiniLM layout; every ratio 1."""
     lora = "{name:lora,r:8,lora_alpha:16,targets:[q,v]}"
     dora_r16 = "{name:lora,r:16,lora_alpha:16,targets:[q,v],use_dora:true}"  # not what ran
     cfg = compose_latency(["preset=successors", "model=minilm-l6", TINY_BERT,
-                           "grid=[[1,8],[2,8]]", "trials=1", "warmup=0", "methods=[]",
+                           "grid=[[1,8],[2,8]]", "trials=1", "warmup=0",
                            f"merged={{lora:{lora},dora:{dora_r16}}}", f"name={EXP}_latency",
-                           f"results_dir={tmp_path}"])  # fmt: skip
+                           f"results_dir={tmp_path}", *overrides])  # fmt: skip
     latency.run(cfg, timer=fake_timer)
     (path,) = (tmp_path / "runs" / "latency").glob("*.json")
-    timed = json.loads(path.read_text())
+    return path, json.loads(path.read_text())
+
+
+def test_the_latency_column_comes_from_a_latency_record_of_the_same_settings(tmp_path):
+    runs = tmp_path / "runs" / EXP
+    runs.mkdir(parents=True)
+    adapter = [record("adapter_h", "sst2", seed, 1e-3, 0.8, 0.8, 0.8) for seed in (1, 2)]
+    for i, r in enumerate(fixture_records() + adapter):
+        (runs / f"r{i}.json").write_text(json.dumps(r))
+    path, timed = _latency_record(tmp_path)
+    timed["settings"]["arch_overrides"] = {}  # as the real job: MiniLM-L6's own size
     timed["points"][0]["results"]["merged-lora"]["ratio"] = 1.04
+    timed["points"][1]["results"]["adapter_h-r8"]["ratio"] = 1.3
     path.write_text(json.dumps(timed))
     write_tables(tmp_path, EXP)
     lines = (tmp_path / "tables" / f"{EXP}.md").read_text().splitlines()
@@ -158,4 +167,21 @@ def test_the_latency_column_comes_from_a_latency_record_of_the_same_settings(tmp
     assert "| LoRA | 0.0003 (3), 3 | 0.0005 (1), 2 | 1.00× | 1.00× | 1.04× / 1.00× |" in lines
     assert "| FT | 0.0001 (1), 2 |  | 1.00× | 1.00× | 1.00× / 1.00× |" in lines  # the base
     assert "| DoRA | 0.002 (3), 3 |  | 1.56× | 1.10× |  |" in lines  # timed at r=16: blank
-    assert any(ln.startswith("Built from 11 runs") for ln in lines)  # the latency record too
+    assert "| AdapterH | 0.001 (1), 2 |  | 1.00× | 1.00× | 1.00× / 1.30× |" in lines
+    assert any(ln.startswith("Built from 13 runs") for ln in lines)  # the latency record too
+    with open(tmp_path / "tables" / f"{EXP}.csv") as f:
+        rows = {(r["method"], r["task"]): r for r in csv.DictReader(f)}
+    assert rows[("lora", "sst2")]["latency_vs_base_1x8"] == "1.04"
+    assert rows[("dora", "sst2")]["latency_vs_base_1x8"] == ""
+
+
+def test_a_latency_record_of_another_model_size_fills_no_cell(tmp_path):
+    runs = tmp_path / "runs" / EXP
+    runs.mkdir(parents=True)
+    for i, r in enumerate(fixture_records()):
+        (runs / f"r{i}.json").write_text(json.dumps(r))
+    _latency_record(tmp_path)  # tiny arch_overrides: not the MiniLM-L6 the runs trained
+    write_tables(tmp_path, EXP)
+    lines = (tmp_path / "tables" / f"{EXP}.md").read_text().splitlines()
+    assert "| LoRA | 0.0003 (3), 3 | 0.0005 (1), 2 | 1.00× | 1.00× |  |" in lines
+    assert "| FT | 0.0001 (1), 2 |  | 1.00× | 1.00× |  |" in lines

@@ -21,6 +21,7 @@ from experiments.report.common import (
     write_md_csv,
 )
 from experiments.report.labels import LATENCY_LABELS as LABELS
+from experiments.report.labels import fmt_targets
 from experiments.report.paper_numbers import PAPER_TABLE1
 
 log = logging.getLogger("experiments.report")
@@ -87,7 +88,9 @@ def render(record: dict[str, Any], figure: Path | None = None) -> tuple[str, lis
             paper_row(v["kind"], LABELS[v["kind"]])
     hw, stale = record["hardware"], any_stale([record])
     md = [
-        f"# Inference latency, {s['model']} architecture (paper Table 1): preset `{s['preset']}`"
+        f"# Inference latency, {s['model']} architecture"
+        + (" (paper Table 1)" if table1 else "")
+        + f": preset `{s['preset']}`"
         + (STALE_MARK if stale else ""),
         "",
         *md_table(header, rows),
@@ -106,18 +109,25 @@ def render(record: dict[str, Any], figure: Path | None = None) -> tuple[str, lis
                "VeRA's shared projections, DoRA's magnitudes), then folded into W0 and "
                "unloaded with `lora.merge_and_unload`, the model it ships for inference; "
                "\\|Θ\\| is its trainable count before the merge."]  # fmt: skip
-    if not table1:
-        md += ["", f"No paper rows: Table 1 timed {PAPER_MODEL}, this is {s['model']}."]
+    if table1:
+        md += ["", "Paper rows (italic): Table 1, NVIDIA Quadro RTX 8000, 100 trials, "
+               "precision and warm-up not stated; its LoRA row is the merged model, i.e. the "
+               "base. The paper's adapters are 0.5M parameters at 32×512 and 11M at 16×256 "
+               "and 1×128."]  # fmt: skip
     else:
-        md.append("")
-        md.append(
-            "Paper rows (italic): Table 1, NVIDIA Quadro RTX 8000, 100 trials, precision and "
-            "warm-up not stated; its LoRA row is the merged model, i.e. the base. The paper's "
-            "adapters are 0.5M parameters at 32×512 and 11M at 16×256 and 1×128; ours are sized "
-            "from the same budgets with the paper's count |Θ| = L̂_Adpt·(2·d·r + r + d) + "
-            "2·L̂_LN·d (AdapterL: L adapters + L LayerNorms; AdapterH: 2L adapters). "
-            "LoRA r=4 on W_q, W_v with non-zero B; merged with `lora.merge_lora`."
-        )
+        md += ["", f"No paper rows: Table 1 timed {PAPER_MODEL}, this is {s['model']}."]
+    ours = []
+    if any(v["kind"] in ADAPTER_KINDS for v in variants):
+        ours.append("Adapters are sized from the budgets with the paper's count |Θ| = "
+                    "L̂_Adpt·(2·d·r + r + d) + 2·L̂_LN·d (AdapterL: L adapters + L "
+                    "LayerNorms; AdapterH: 2L adapters).")  # fmt: skip
+    lora = [v for v in variants if v["kind"].startswith("lora")]
+    if lora:
+        m = lora[0]["method"]
+        ours.append(f"LoRA r={m['r']} on {fmt_targets(m['targets'])} with non-zero B; merged "
+                    "with `lora.merge_lora`.")  # fmt: skip
+    if ours:
+        md += ["", " ".join(ours)]
     if s["preset"] == "cpu":
         md += [
             "",

@@ -38,7 +38,8 @@ class Section:
         paper: what it reproduces in the paper.
         tables: paths (relative to the results folder) of the Markdown tables, ``.md``.
         target: the make target that builds it.
-        experiments: the ``runs/<experiment>`` folders its provenance is read from.
+        experiments: the ``runs/<experiment>`` folders its provenance is read from;
+            ``<experiment>:<name>`` keeps a perf folder's records of that output name.
         figures: paths of figures shown unless a table already links them.
     """
 
@@ -52,7 +53,7 @@ class Section:
 
 SECTIONS: tuple[Section, ...] = (
     Section("Table 1: inference latency", "Table 1 and Figure 5 (§3)",
-            ("tables/table1_latency.md",), "latency", ("latency",)),
+            ("tables/table1_latency.md",), "latency", ("latency:table1_latency",)),
     Section("Table 2: GLUE, MiniLM-L6 demo", "Table 2 (§5.3), at CPU scale",
             ("tables/demo.md",), "demo", ("demo",)),
     Section("Table 2: GLUE, RoBERTa-base", "Table 2 (§5.3), the paper's own setting",
@@ -78,7 +79,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("Beyond the paper: LoRA's successors", "not in the paper: rsLoRA, DoRA, PiSSA, "
             "VeRA and LoRA+ with the same learning-rate search",
             ("tables/successors_minilm.md", "tables/successors_minilm_latency.md"), "successors",
-            ("successors_minilm",)),
+            ("successors_minilm", "latency:successors_minilm_latency")),
 )  # fmt: skip
 
 _LINK = re.compile(r"(!?\[[^\]]*\]\()([^)\s]+)(\))")
@@ -201,13 +202,23 @@ def _span(timed: list[tuple[dict[str, Any], float]]) -> float | None:
 # -- the page ------------------------------------------------------------------------------
 
 
+def section_records(section: Section, results: Path) -> list[dict]:
+    """The records behind a section (``<experiment>:<name>``: by output name)."""
+    out = []
+    for entry in section.experiments:
+        experiment, _, name = entry.partition(":")
+        out += [r for r in load_records(results, experiment)
+                if not name or r.get("settings", {}).get("name") == name]  # fmt: skip
+    return out
+
+
 def _section_md(section: Section, results: Path, page_dir: Path) -> tuple[str, bool]:
     """The section's Markdown body and whether any of its tables was built."""
     present = [results / t for t in section.tables if (results / t).is_file()]
     head = f"*Paper: {section.paper}. Built by `make {section.target}`.*"
     if not present:
         return f"{head}\n\nNot run yet: `make {section.target}`.\n", False
-    records = [r for exp in section.experiments for r in load_records(results, exp)]
+    records = section_records(section, results)
     parts = [head, ""]
     prov = provenance(records)
     if prov:

@@ -166,31 +166,32 @@ def summarize(records: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, 
 BASE_ARCHITECTURE = ("full_ft", "bitfit")
 
 
-def _same_method(timed: dict[str, Any], trained: dict[str, Any]) -> bool:
-    """Every setting the latency job gave the method is the one the runs trained with."""
-    return all(trained.get(k) == v for k, v in timed.items())
-
-
-def merged_latency(latency: dict[str, Any] | None, row: str, method: dict[str, Any]
-                   ) -> list[float] | None:  # fmt: skip
+def merged_latency(latency: dict[str, Any] | None, row: str, model: str,
+                   method: dict[str, Any]) -> list[float] | None:  # fmt: skip
     """Inference latency / base at each grid point of ``latency`` (a latency record) for
     the model ``row`` ships: merged for the LoRA family, as it runs for an adapter,
-    the base itself (1.0) for FT and BitFit. None when the record has no such variant
-    or timed other settings than the runs trained with (never a mismatched number)."""
+    the base itself (1.0) for FT and BitFit.
+
+    Returns:
+        None when the record timed another model (or resized it: ``arch_overrides``) or
+        other method settings than ``model`` and ``method``, the ones the runs trained:
+        never a number from a mismatched configuration.
+    """
     if latency is None:
         return None
-    points = latency["points"]
+    s, points = latency["settings"], latency["points"]
+    if s["model"] != model or s.get("arch_overrides"):
+        log.warning("successors: latency record %s timed %s, the runs trained %s",
+                    latency["run_id"], s["model"], model)  # fmt: skip
+        return None
     if row in BASE_ARCHITECTURE:
         return [1.0] * len(points)
-    timed = latency["settings"].get("merged", {}).get(row)
-    if timed is not None:
-        key = f"merged-{row}" if _same_method(timed, method) else None
+    if row in (s.get("merged") or {}):
+        key = f"merged-{row}" if s["merged"][row] == method else None
     else:
-        key = next((v["key"] for v in latency["variants"]
-                    if v["kind"] == method.get("name") and v["method"].get("r") == method.get("r")),
-                   None)  # fmt: skip
+        key = next((v["key"] for v in latency["variants"] if v["method"] == method), None)
     if key is None:
-        log.warning("successors: no latency for %s in %s", row, latency["run_id"])
+        log.warning("successors: no latency for %s as trained in %s", row, latency["run_id"])
         return None
     return [p["results"][key]["ratio"] for p in points]
 
@@ -253,6 +254,12 @@ def render(experiment: str, records: list[dict[str, Any]], notes: str | None,
     for t in tasks:
         header += [f"{display[t]} ({metric[t]}) paper", f"{display[t]} held-out"]
     header += ["Avg held-out"]
+    grid = [f"{p['batch']}×{p['seq']}" for p in latency["points"]] if latency else []
+    timed = {}  # row -> inference latency / base per grid point (None: not timed as trained)
+    for row in rows:
+        first = next(units[(row, t)] for t in tasks if (row, t) in units)
+        model = first["records"][0]["model"]
+        timed[row] = merged_latency(latency, row, model, first["method"]) if latency else None
     body, csv_rows = [], []
     for row in rows:
         first = next(units[(row, t)] for t in tasks if (row, t) in units)
@@ -274,6 +281,8 @@ def render(experiment: str, records: list[dict[str, Any]], notes: str | None,
                     "step_time_vs_lora": _ratio_value(unit, units.get((REFERENCE, t)), "step_s"),
                     "peak_memory_vs_lora": _ratio_value(unit, units.get((REFERENCE, t)),
                                                         "peak_mb"),
+                    **{f"latency_vs_base_{g.replace('×', 'x')}": round(r, 4) if r else ""
+                       for g, r in zip(grid, timed[row] or [None] * len(grid), strict=True)},
                 })  # fmt: skip
         full = len(medians) == len(tasks)
         cells.append(f"{statistics.mean(medians):.1f}" if full else "")
@@ -287,7 +296,6 @@ def render(experiment: str, records: list[dict[str, Any]], notes: str | None,
               "evaluations; peak resident memory on CPU, peak allocation on GPU)."]  # fmt: skip
     header = ["Method"] + [f"{display[t]} lr (trials), seeds" for t in tasks]
     header += ["Step time ×LoRA", "Peak memory ×LoRA"]
-    grid = [f"{p['batch']}×{p['seq']}" for p in latency["points"]] if latency else []
     if latency:
         header.append(f"Inference latency ×base ({' / '.join(grid)})")
     body = []
@@ -305,8 +313,7 @@ def render(experiment: str, records: list[dict[str, Any]], notes: str | None,
             peaks.append(_ratio_value(unit, ref, "peak_mb"))
         cells += [_fmt_ratio(_median(steps)), _fmt_ratio(_median(peaks))]
         if latency:
-            ratios = merged_latency(latency, row, first["method"])
-            cells.append(" / ".join(f"{r:.2f}×" for r in ratios) if ratios else "")
+            cells.append(" / ".join(f"{r:.2f}×" for r in timed[row]) if timed[row] else "")
         body.append(cells)
     lines += [""] + md_table(header, body)
     if latency:
