@@ -16,7 +16,8 @@ from experiments.glue.data import TASKS as GLUE_TASKS  # noqa: E402
 
 
 def plot_rank_sweep(records: list[dict[str, Any]], path: Path) -> Path | None:
-    """Score against LoRA rank r, one line per (task, target set), median over seeds.
+    """Score against LoRA rank r, one line per (task, target set): the median over seeds,
+    and a band from the lowest to the highest seed where there are several.
 
     In the spirit of paper Table 6 (§7.2). Returns ``None`` (and writes nothing) when
     the records hold fewer than two ranks.
@@ -32,11 +33,16 @@ def plot_rank_sweep(records: list[dict[str, Any]], path: Path) -> Path | None:
     for (task, targets), by_r in sorted(series.items()):
         ranks = sorted(by_r)
         medians = [statistics.median(by_r[k]) for k in ranks]
-        ax.plot(ranks, medians, marker="o", label=f"{GLUE_TASKS[task].display}: {targets}")
+        (line,) = ax.plot(ranks, medians, marker="o",
+                          label=f"{GLUE_TASKS[task].display}: {targets}")  # fmt: skip
+        if any(len(by_r[k]) > 1 for k in ranks):
+            ax.fill_between(ranks, [min(by_r[k]) for k in ranks], [max(by_r[k]) for k in ranks],
+                            color=line.get_color(), alpha=0.15, linewidth=0)  # fmt: skip
     ax.set_xscale("log", base=2)
     ax.set_xlabel("LoRA rank r")
-    ax.set_ylabel("dev score ×100 (median over seeds)")
-    ax.set_title("Rank sweep")
+    seeds = max(len(v) for by_r in series.values() for v in by_r.values())
+    ax.set_ylabel("dev score ×100")
+    ax.set_title("Rank sweep" + (f": median of {seeds} seeds, band min-max" if seeds > 1 else ""))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
