@@ -138,6 +138,10 @@ def test_table16_columns_are_data_sizes_with_their_epochs(tmp_path):
     assert table[2] == ["LoRA (r=8, W_q,W_v)", "0.001", "50.0", "60.0", "75.0", "1"]
     assert "| GPT-3 (LoRA) | 63.8 | 85.6 | 89.2 | 91.7 |" in md
     assert "GPT-3 (PrefixEmbed)" not in md  # only the methods we ran
+    # the order at each size the paper ran, on the column of that size we can rank
+    assert "- 100 examples: ours LoRA > FT; paper LoRA > FT (same order)" in md
+    assert "- 1,000 examples: ours LoRA > FT; paper FT > LoRA (**order differs**)" in md
+    assert "100 examples: ours LoRA; " not in md  # 3 epochs: LoRA alone, nothing to order
 
 
 def test_table18_rows_are_r_with_the_paper_beside(tmp_path):

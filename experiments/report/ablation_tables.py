@@ -308,6 +308,7 @@ def render_table16(
     csv_rows = [["source", "method", *map(_short, shown), "train_size", "epochs", "score",
                  "score_min", "score_max", "seeds", "stale"]]  # fmt: skip
     body, stale, methods = [], False, []
+    medians: dict[tuple[str, tuple], float] = {}  # (method name, column) -> median ×100
     for row in rows:
         recs_at = {col: cells.get((row, col), []) for col in columns}
         recs = [x for rs in recs_at.values() for x in rs]
@@ -321,6 +322,7 @@ def render_table16(
                 continue
             text, stats = _glue_cell(rs)
             line.append(text)
+            medians[(methods[-1], (n, e))] = float(stats[0])
             csv_rows.append(["ours", label.rstrip(STALE_MARK), *_setting_text(row, shown), str(n),
                              str(e), *stats])  # fmt: skip
         body.append(line + [seeds_cell(len(rs) for rs in recs_at.values() if rs)])
@@ -338,7 +340,27 @@ def render_table16(
     md += ["", "Dev scores ×100 (accuracy): median over seeds of each run's best epoch, min–max "
            "in brackets; columns are the training examples actually used and the epochs. "
            + _POOLING]  # fmt: skip
+    if len(set(methods)) == len(methods):  # one row per method: orders are comparable
+        md += _table16_orders(methods, columns, medians)
     return _close(md, records, stale, notes), csv_rows
+
+
+def _table16_orders(methods: list[str], columns: list[tuple], medians: dict) -> list[str]:
+    """Per training-set size the paper also ran: our methods' order against the paper's."""
+    names = [m for m in methods if m in PAPER_TABLE16]
+    lines = []
+    for n, e in columns:
+        if n not in PAPER_TABLE16_SIZES or any((m, (n, e)) not in medians for m in names):
+            continue
+        j = PAPER_TABLE16_SIZES.index(n)
+        ours = sorted(names, key=lambda m: -medians[(m, (n, e))])
+        paper = sorted(names, key=lambda m: -PAPER_TABLE16[m][1][j])
+        same = "same order" if ours == paper else "**order differs**"
+        lines.append(f"- {n:,} examples: ours {' > '.join(METHOD_LABELS[m] for m in ours)}; "
+                     f"paper {' > '.join(METHOD_LABELS[m] for m in paper)} ({same})")  # fmt: skip
+    if len(names) < 2 or not lines:
+        return []
+    return ["", "Ours against the paper, methods ordered by score at each size:", "", *lines]
 
 
 # -- Table 18: rank on E2E -----------------------------------------------------------------
