@@ -92,6 +92,10 @@ table5: install ## Paper Table 5: which matrices at a fixed budget, MiniLM-L6 SS
 	$(PY) -m experiments.train experiment=table5_minilm $(ARGS)
 	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment table5_minilm
 
+table5-e2e: install ## Paper Table 5 on E2E: the 7 matrix/r cells x 3 seeds, SmolLM2-135M (21 runs, ~68 min estimated; ARGS="seed=1" ~25 min), resumable
+	$(PY) -m experiments.train experiment=table5_smollm2 $(ARGS)
+	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment table5_smollm2
+
 table6: install ## Paper Table 6: r in {1,2,4,8,64} x {W_q; W_q,W_v; W_q,W_k,W_v,W_o}, MiniLM-L6 SST-2 x 3 seeds (45 runs, ~29 min estimated), resumable
 	$(PY) -m experiments.train experiment=table6_minilm $(ARGS)
 	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment table6_minilm
@@ -125,4 +129,4 @@ analysis: install ## Paper §7: Table 7, Figures 3-4 from 4 saved LoRA adapters 
 clean: ## Remove Trainer scratch space and Hydra logs (records are kept)
 	rm -rf outputs multirun .pytest_cache .ruff_cache
 
-.PHONY: help install demo test test-slow test-gpu lint format sweep tables table2 params latency bench e2e-demo webnlg-demo table5 table6 table16 table18 successors report analysis clean
+.PHONY: help install demo test test-slow test-gpu lint format sweep tables table2 params latency bench e2e-demo webnlg-demo table5 table5-e2e table6 table16 table18 successors report analysis clean

@@ -32,13 +32,14 @@ def _glue(tmp_path, experiment, task, method, seed, score, *, lr=1e-3, train=750
         "provenance": OLD if stale else CURRENT})  # fmt: skip
 
 
-def _e2e(tmp_path, experiment, r, seed, bleu, dev_loss, max_mrs=32):
-    method = {"name": "lora", "r": r, "lora_alpha": 32, "targets": ["q", "v"]}
+def _e2e(tmp_path, experiment, r, seed, bleu, dev_loss, max_mrs=32, targets=("q", "v")):
+    method = {"name": "lora", "r": r, "lora_alpha": 32, "targets": list(targets)}
     config = {"seed": seed, "model": {"name": "smollm2-135m"}, "method": method,
               "task": {"name": "e2e", "decode": {"max_mrs": max_mrs}},
               "data": {"max_train_samples": 256}, "train": {"lr": 1e-3, "epochs": 2}}  # fmt: skip
     test = {"BLEU": bleu, "NIST": 4.0, "METEOR": 0.37, "ROUGE_L": 0.64, "CIDEr": 1.7}
-    write_atomic(tmp_path / "runs" / experiment / f"e2e-r{r}-s{seed}-{max_mrs}.json", {
+    name = f"e2e-{''.join(targets)}-r{r}-s{seed}-{max_mrs}"
+    write_atomic(tmp_path / "runs" / experiment / f"{name}.json", {
         "schema_version": SCHEMA_VERSION, "status": "ok", "experiment": experiment,
         "model": "smollm2-135m", "task": "e2e", "method": method, "seed": seed,
         "metrics": {"test": test, "best_epoch": 2.0, "best": {"dev_loss": dev_loss},
@@ -99,6 +100,25 @@ def test_table5_never_pools_two_learning_rates(tmp_path):
     by_lr = dict(zip(rows["lr"], rows["SST-2"], strict=True))
     assert by_lr == {"0.001": "80.0", "0.0001": "60.0"}
     assert "‡ made by older code" in md and "commits 0123456" in md
+
+
+def test_table5_on_e2e_has_bleu_and_dev_loss_rows_mean_and_std(tmp_path):
+    for seed, bleu, loss in ((1, 0.50, 2.90), (2, 0.54, 2.86)):
+        _e2e(tmp_path, "table5_smollm2", 4, seed, bleu, loss)
+        _e2e(tmp_path, "table5_smollm2", 8, seed, bleu - 0.1, loss + 0.1, targets=("k",))
+    write_tables(tmp_path, "table5_smollm2")
+    md = (tmp_path / "tables" / "table5_smollm2.md").read_text()
+    table = _table(md)
+    assert table[0] == ["Weight type", "W_k", "W_q,W_v"]
+    assert ["E2E BLEU", "42.0±2.8", "52.0±2.8"] in table
+    assert ["E2E val loss", "2.980±0.028", "2.880±0.028"] in table
+    assert ["Seeds", "2", "2"] in table
+    assert "E2E rows: BLEU ×100" in md and "Dev scores ×100 (accuracy" not in md
+    with open(tmp_path / "tables" / "table5_smollm2.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["source"] == "ours"]
+    assert {(r["task"], r["weight_type"], r["score"]) for r in rows} == {
+        ("e2e_BLEU", "W_k", "42"), ("e2e_BLEU", "W_q,W_v", "52"),
+        ("e2e_dev_loss", "W_k", "2.98"), ("e2e_dev_loss", "W_q,W_v", "2.88")}  # fmt: skip
 
 
 def test_table6_rows_are_task_and_matrices_columns_r(tmp_path):

@@ -152,10 +152,11 @@ def render_table5(
     Returns:
         Markdown and CSV rows (header first; one CSV row per column and task).
     """
-    records = [r for r in records if r["task"] in GLUE_TASKS]
+    records = [r for r in records if r["task"] in GLUE_TASKS or r["task"] == "e2e"]
     cells, differing = _group(records, ("task",))
     columns = sorted({row for row, _ in cells}, key=_table5_order)
     tasks = [t for t in GLUE_COLUMNS if any(r["task"] == t for r in records)]
+    e2e = any(r["task"] == "e2e" for r in records)
     heads, ranks, params, seeds = [], [], [], []
     for col in columns:
         recs = [r for (row, _), rs in cells.items() if row == col for r in rs]
@@ -180,6 +181,22 @@ def render_table5(
             csv_rows.append(["ours", task, head.rstrip(STALE_MARK), r,
                              *_setting_text(col, shown), *stats])  # fmt: skip
         body.append(line)
+    for head, metric, factor, decimals in T5_E2E_ROWS if e2e else ():
+        line = [head]
+        for col, name, r in zip(columns, heads, ranks, strict=True):
+            recs = cells.get((col, (("task", json.dumps("e2e")),)), [])
+            if not recs:
+                line.append("")
+                continue
+            values = [_e2e_value(x, metric, factor) for x in recs]
+            mean = statistics.mean(values)
+            std = statistics.stdev(values) if len(values) > 1 else None
+            line.append(f"{mean:.{decimals}f}" + ("" if std is None else f"±{std:.{decimals}f}"))
+            csv_rows.append(["ours", f"e2e_{metric}", name.rstrip(STALE_MARK), r,
+                             *_setting_text(col, shown), f"{mean:.6g}", f"{min(values):.6g}",
+                             f"{max(values):.6g}", str(len(values)),
+                             str(any_stale(recs)).lower()])  # fmt: skip
+        body.append(line)
     body.append(["Seeds", *seeds])
     paper_at = {(tuple(t), r): i for i, (t, r) in enumerate(PAPER_TABLE5_COLUMNS)}
     for dataset, values in PAPER_TABLE5.items():
@@ -195,13 +212,28 @@ def render_table5(
                              *[""] * len(shown), f"{v:.1f}", "", "", "", ""])  # fmt: skip
     md = [f"# {experiment}: which weight matrices to adapt (paper Table 5)", ""]
     md += md_table(["Weight type", *heads], body)
-    md += ["", "Dev scores ×100 (accuracy; Matthews correlation for CoLA, Pearson for STS-B): median over seeds of each run's "
-           "best epoch, min–max in brackets. " + _POOLING + " Italic rows are the paper's "
-           "(Table 5: GPT-3 175B, 18M-parameter budget, WikiSQL and MultiNLI accuracy; the "
-           "caption's seed fluctuation in brackets), under the column with the same matrices "
-           "and r."]  # fmt: skip
+    glue = (
+        (
+            "Dev scores ×100 (accuracy; Matthews correlation for CoLA, Pearson for STS-B): "
+            "median over seeds of each run's best epoch, min–max in brackets. "
+        )
+        if tasks
+        else ""
+    )
+    md += ["", glue + _POOLING + " Italic rows are the paper's (Table 5: GPT-3 175B, "
+           "18M-parameter budget, WikiSQL and MultiNLI accuracy; the caption's seed "
+           "fluctuation in brackets), under the column with the same matrices and r."]  # fmt: skip
+    if e2e:
+        md += ["", "E2E rows: BLEU ×100 of the decoded test MRs and the dev loss at the chosen "
+               "epoch (per token), mean ± std over seeds (Table 3's convention). With "
+               "grouped-query attention W_k and W_v are narrower than W_q and W_o, so the "
+               "same r is fewer parameters there (row \"# Params\")."]  # fmt: skip
     stale = any(STALE_MARK in h for h in heads)
     return _close(md, records, stale, notes), csv_rows
+
+
+#: Table 5's E2E rows: (head, metric key as in :data:`T18_COLUMNS`, factor, decimals).
+T5_E2E_ROWS = (("E2E BLEU", "BLEU", 100, 1), ("E2E val loss", "dev_loss", 1, 3))
 
 
 def _table5_head(method: dict[str, Any]) -> str:
