@@ -96,11 +96,11 @@ table5-e2e: install ## Paper Table 5 on E2E: the 7 matrix/r cells x 3 seeds, Smo
 	$(PY) -m experiments.train experiment=table5_smollm2 $(ARGS)
 	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment table5_smollm2
 
-table6: install ## Paper Table 6: r in {1,2,4,8,64} x {W_q; W_q,W_v; W_q,W_k,W_v,W_o}, MiniLM-L6 SST-2 x 3 seeds (45 runs, ~29 min estimated), resumable
+table6: install ## Paper Table 6: r in {1,2,4,8,64} x {W_q; W_q,W_v; W_q,W_k,W_v,W_o}, MiniLM-L6 SST-2 x 3 seeds (45 runs, 29 min 46 s measured), resumable
 	$(PY) -m experiments.train experiment=table6_minilm $(ARGS)
 	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment table6_minilm
 
-table16: install ## Paper Table 16: FT/PreEmbed/PreLayer/LoRA on 100/1k/10k SST-2 examples, MiniLM-L6 (12 runs, ~25 min estimated), resumable
+table16: install ## Paper Table 16: FT/PreEmbed/PreLayer/LoRA on 100/1k/10k SST-2 examples, MiniLM-L6 (12 runs, 25 min 22 s measured), resumable
 	$(PY) -m experiments.train experiment=table16_sst2 $(ARGS)
 	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment table16_sst2
 
@@ -108,7 +108,7 @@ table18: install ## Paper Table 18: LoRA r = 1..64 on E2E, SmolLM2-135M (7 runs,
 	$(PY) -m experiments.train experiment=table18_smollm2 $(ARGS)
 	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment table18_smollm2
 
-successors: install ## LoRA's successors: 9 methods x SST-2, MRPC, STS-B, same 3-trial lr search (held-out selection), 3 seeds, MiniLM-L6, then their merged latency (~45 min estimated; PRESET=successors_minilm_full ~10 h)
+successors: install ## LoRA's successors: 9 methods x SST-2, MRPC, STS-B, same 3-trial lr search (held-out selection), 3 seeds, MiniLM-L6, then their merged latency (45 min 56 s measured; PRESET=successors_minilm_full ~10 h)
 	@start=$$(date +%s); p=$(or $(PRESET),successors_minilm); \
 	$(PY) -m experiments.successors --preset $$p $(ARGS); status=$$?; \
 	$(PY) -m experiments.latency preset=successors model=minilm-l6 name=$${p}_latency || status=1; \

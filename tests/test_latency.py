@@ -231,6 +231,7 @@ def test_run_writes_table_csv_plot_and_record(tmp_path):
     assert "| Base (no adaptation) |" in md and "*Paper: AdapterH*" in md
     assert "*25.8±2.2 (+30.3%), \\|Θ\\| 11.00M*" in md  # the paper's 1×128 AdapterH cell
     assert "CPU default" in md and "## Targets" in md
+    assert "Adapters: r from each budget by the paper's count" in md
     rows = list(
         csv.DictReader((tmp_path / "tables" / "table1_latency.csv").read_text().splitlines())
     )
@@ -381,6 +382,7 @@ def test_successors_run_writes_merged_rows_without_paper_rows(tmp_path):
     md = (tmp_path / "tables" / "successors_minilm_latency.md").read_text()
     assert "| VeRA (r=256, W_q,W_v) merged |" in md and "| AdapterH (r=8) |" in md
     assert "*Paper" not in md and "No paper rows: Table 1 timed gpt2-medium" in md
+    assert "Adapters: r as set; |Θ| by the paper's count" in md
     merged_targets = [t for t in record["targets"] if "merged / base latency" in t["target"]]
     assert len(merged_targets) == 6 and all(t["met"] for t in merged_targets)
 

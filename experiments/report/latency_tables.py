@@ -118,9 +118,10 @@ def render(record: dict[str, Any], figure: Path | None = None) -> tuple[str, lis
         md += ["", f"No paper rows: Table 1 timed {PAPER_MODEL}, this is {s['model']}."]
     ours = []
     if any(v["kind"] in ADAPTER_KINDS for v in variants):
-        ours.append("Adapters are sized from the budgets with the paper's count |Θ| = "
-                    "L̂_Adpt·(2·d·r + r + d) + 2·L̂_LN·d (AdapterL: L adapters + L "
-                    "LayerNorms; AdapterH: 2L adapters).")  # fmt: skip
+        sized = "r from each budget by" if s["adapter_budgets"] else "r as set; |Θ| by"
+        ours.append(f"Adapters: {sized} the paper's count |Θ| = L̂_Adpt·(2·d·r + r + d) + "
+                    "2·L̂_LN·d (AdapterL: L adapters + L LayerNorms; AdapterH: 2L "
+                    "adapters).")  # fmt: skip
     lora = [v for v in variants if v["kind"].startswith("lora")]
     if lora:
         m = lora[0]["method"]
