@@ -189,9 +189,8 @@ def render_table5(
                 line.append("")
                 continue
             values = [_e2e_value(x, metric, factor) for x in recs]
-            mean = statistics.mean(values)
-            std = statistics.stdev(values) if len(values) > 1 else None
-            line.append(f"{mean:.{decimals}f}" + ("" if std is None else f"±{std:.{decimals}f}"))
+            mean, _, text = _mean_std(values, decimals)
+            line.append(text)
             csv_rows.append(["ours", f"e2e_{metric}", name.rstrip(STALE_MARK), r,
                              *_setting_text(col, shown), f"{mean:.6g}", f"{min(values):.6g}",
                              f"{max(values):.6g}", str(len(values)),
@@ -212,14 +211,8 @@ def render_table5(
                              *[""] * len(shown), f"{v:.1f}", "", "", "", ""])  # fmt: skip
     md = [f"# {experiment}: which weight matrices to adapt (paper Table 5)", ""]
     md += md_table(["Weight type", *heads], body)
-    glue = (
-        (
-            "Dev scores ×100 (accuracy; Matthews correlation for CoLA, Pearson for STS-B): "
-            "median over seeds of each run's best epoch, min–max in brackets. "
-        )
-        if tasks
-        else ""
-    )
+    glue = ("Dev scores ×100 (accuracy; Matthews correlation for CoLA, Pearson for STS-B): "
+            "median over seeds of each run's best epoch, min–max in brackets. ") if tasks else ""  # fmt: skip
     md += ["", glue + _POOLING + " Italic rows are the paper's (Table 5: GPT-3 175B, "
            "18M-parameter budget, WikiSQL and MultiNLI accuracy; the caption's seed "
            "fluctuation in brackets), under the column with the same matrices and r."]  # fmt: skip
@@ -409,6 +402,13 @@ def _e2e_value(record: dict[str, Any], key: str, factor: float) -> float:
     return factor * record["metrics"]["test"][key]
 
 
+def _mean_std(values: list[float], decimals: int) -> tuple[float, float | None, str]:
+    """An E2E cell: mean, sample std (None for one seed) and ``mean±std`` as printed."""
+    mean = statistics.mean(values)
+    std = statistics.stdev(values) if len(values) > 1 else None
+    return mean, std, f"{mean:.{decimals}f}" + ("" if std is None else f"±{std:.{decimals}f}")
+
+
 def render_table18(
     experiment: str, records: list[dict[str, Any]], notes: str | None
 ) -> tuple[str, list[list[str]]]:
@@ -440,11 +440,9 @@ def render_table18(
         means, stds = [], []
         for i, (_, metric, factor, decimals) in enumerate(T18_COLUMNS):
             values = [_e2e_value(x, metric, factor) for x in recs]
-            mean = statistics.mean(values)
-            std = statistics.stdev(values) if len(values) > 1 else None
+            mean, std, text = _mean_std(values, decimals)
             means.append(f"{mean:.6g}")
             stds.append("" if std is None else f"{std:.6g}")
-            text = f"{mean:.{decimals}f}" + ("" if std is None else f"±{std:.{decimals}f}")
             line += [text, f"*{paper[i]:.{decimals}f}*" if paper else ""]
         body.append(line + [str(len(recs))])
         csv_rows.append(["ours", str(r), *_setting_text(key[0], shown), *means, *stds,

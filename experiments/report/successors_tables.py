@@ -255,14 +255,13 @@ def render(experiment: str, records: list[dict[str, Any]], notes: str | None,
         header += [f"{display[t]} ({metric[t]}) paper", f"{display[t]} held-out"]
     header += ["Avg held-out"]
     grid = [f"{p['batch']}×{p['seq']}" for p in latency["points"]] if latency else []
-    timed = {}  # row -> inference latency / base per grid point (None: not timed as trained)
-    for row in rows:
-        first = next(units[(row, t)] for t in tasks if (row, t) in units)
-        model = first["records"][0]["model"]
-        timed[row] = merged_latency(latency, row, model, first["method"]) if latency else None
+    firsts = {row: next(units[(row, t)] for t in tasks if (row, t) in units) for row in rows}
+    # row -> inference latency / base per grid point (None: not timed as trained)
+    timed = {row: merged_latency(latency, row, u["records"][0]["model"], u["method"])
+             for row, u in firsts.items()}  # fmt: skip
     body, csv_rows = [], []
     for row in rows:
-        first = next(units[(row, t)] for t in tasks if (row, t) in units)
+        first = firsts[row]
         cells = [_label(row, first["method"]), fmt_params(first["params"])]
         medians = []
         for t in tasks:
@@ -300,7 +299,7 @@ def render(experiment: str, records: list[dict[str, Any]], notes: str | None,
         header.append(f"Inference latency ×base ({' / '.join(grid)})")
     body = []
     for row in rows:
-        first = next(units[(row, t)] for t in tasks if (row, t) in units)
+        first = firsts[row]
         cells = [_label(row, first["method"])]
         steps, peaks = [], []
         for t in tasks:
@@ -404,6 +403,5 @@ def write_successors_table(out: Path, experiment: str, records: list[dict[str, A
         return []
     figure = plot_pareto(records, out / f"{experiment}_pareto.png")
     md, rows = render(experiment, records, records[-1]["config"].get("notes"), figure, latency)
-
     columns = list(rows[0]) if rows else []
     return write_md_csv(out, experiment, md, rows, columns) + ([figure] if figure else [])

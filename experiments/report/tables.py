@@ -50,7 +50,9 @@ def write_tables(results_dir: Path, experiment: str | None = None) -> list[Path]
         if exp.startswith("successors"):  # issue 12: lr search, both protocols, Pareto plot
             from experiments.report.successors_tables import write_successors_table
 
-            timed = latest(load_records(results_dir, "latency"), lambda r: r["settings"]["name"])
+            # the latency folder is already loaded when every experiment is rebuilt
+            timing = by_exp.get("latency") or load_records(results_dir, "latency")
+            timed = latest(timing, lambda r: r["settings"]["name"])
             written += write_successors_table(out, exp, recs, timed.get(f"{exp}_latency"))
             continue
         if layout_for(exp) is not None:  # paper Tables 5, 6, 16, 18 in the paper's layout
