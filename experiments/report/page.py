@@ -62,6 +62,8 @@ SECTIONS: tuple[Section, ...] = (
             ("tables/e2e_smollm2.md",), "e2e-demo", ("e2e_smollm2",)),
     Section("Table 5: which weight matrices", "Table 5 (§7.1)",
             ("tables/table5_minilm.md",), "table5", ("table5_minilm",)),
+    Section("Table 5 on E2E: which weight matrices, SmolLM2-135M", "Table 5 (§7.1), on E2E",
+            ("tables/table5_smollm2.md",), "table5-e2e", ("table5_smollm2",)),
     Section("Table 6: rank r", "Table 6 (§7.2)",
             ("tables/table6_minilm.md",), "table6", ("table6_minilm",)),
     Section("Table 7 and Figures 3-4: the low-rank updates", "Table 7, Figures 3 and 4 (§7.2-7.3)",
