@@ -23,7 +23,7 @@ help: ## Show this help
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
-install: $(STAMP) ## Create .venv and install the project (torch first, CPU build here)
+install: $(STAMP) ## Create .venv and install the project (torch first)
 $(STAMP): pyproject.toml
 	test -d $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -80,7 +80,7 @@ latency: install ## Inference latency, paper Table 1/Fig. 5 (CPU ~10 min; GPU: A
 bench: install ## Training step time, peak memory, checkpoint size: LoRA vs full FT and vs peft (CPU ~8 min)
 	$(PY) -m experiments.bench $(ARGS)
 
-e2e-demo: install ## E2E NLG, Table 3's 5 GPT-2 M rows on SmolLM2-135M, offline (35 min measured beside webnlg-demo, 1 torch thread each)
+e2e-demo: install ## E2E NLG, Table 3's GPT-2 M methods (FT, FT^Top2, AdapterL, PreLayer, LoRA) on SmolLM2-135M, offline (35 min measured beside webnlg-demo, 1 torch thread each)
 	$(PY) -m experiments.train experiment=e2e_smollm2 $(ARGS)
 	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment e2e_smollm2
 
