@@ -92,7 +92,7 @@ table5: install ## Paper Table 5: which matrices at a fixed budget, MiniLM-L6 SS
 	$(PY) -m experiments.train experiment=table5_minilm $(ARGS)
 	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment table5_minilm
 
-table5-e2e: install ## Paper Table 5 on E2E: the 7 matrix/r cells x 3 seeds, SmolLM2-135M (21 runs, ~68 min estimated; ARGS="seed=1" ~25 min), resumable
+table5-e2e: install ## Paper Table 5 on E2E: the 7 matrix/r cells x 3 seeds, SmolLM2-135M (21 runs, 67 min 24 s measured quiet; ARGS="seed=1" ~23 min), resumable
 	$(PY) -m experiments.train experiment=table5_smollm2 $(ARGS)
 	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment table5_smollm2
 
