@@ -88,7 +88,7 @@ webnlg-demo: install ## WebNLG, Table 14's GPT-2 M FT and LoRA rows on SmolLM2-1
 	$(PY) -m experiments.train experiment=webnlg_smollm2 $(ARGS)
 	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment webnlg_smollm2
 
-table5: install ## Paper Table 5: which matrices at a fixed budget, MiniLM-L6 SST-2/MRPC/STS-B x 3 seeds (63 runs, 28 min 47 s measured quiet), resumable
+table5: install ## Paper Table 5: which matrices at a fixed budget, MiniLM-L6 SST-2/MRPC/STS-B at 2,000 examples x 3 seeds (63 runs, 53 min 13 s measured quiet), resumable
 	$(PY) -m experiments.train experiment=table5_minilm $(ARGS)
 	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment table5_minilm
 
