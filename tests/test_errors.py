@@ -28,7 +28,7 @@ CASES = [
     ("train.epochs=many",
      "error: invalid setting train.epochs: Value 'many' of type 'str' could not be converted"),
     ("experiment=demo row=x", "error: invalid setting row: 'x' is not a row of this "
-     "experiment; rows: full_ft, lora, bitfit, adapter_h, prefix_layer"),
+     "experiment; rows: full_ft, lora, adapter_h"),
 ]  # fmt: skip
 
 

@@ -134,3 +134,35 @@ def test_save_adapter_then_start_another_task_from_it(tiny_model_dir, tmp_path):
         tiny_overrides(tiny_model_dir, tmp_path, "task=stsb", f"train.init_adapter={adapter}")
     )
     assert run(second)["status"] == "ok"  # 1-output head of STS-B is not loaded from SST-2's 2
+
+
+@pytest.mark.parametrize(("task", "eval_samples"), [("stsb", "null"), ("sst2", "5")])
+def test_record_keeps_dev_outputs_in_file_order(tiny_model_dir, tmp_path, task, eval_samples):
+    """Per-example outputs of the reported epoch, each at its dev-file row: the labels
+    the record stores match the file's at ``index``, and the stored predictions give
+    back the recorded score."""
+    from experiments.glue.data import get_task, load_glue
+    from experiments.glue.metrics import glue_metrics
+
+    cfg = compose_cfg(tiny_overrides(tiny_model_dir, tmp_path, f"task={task}", "method=lora",
+                                     f"data.max_eval_samples={eval_samples}"))  # fmt: skip
+    record = run(cfg)
+    out = record["predictions"]["best"]
+    assert out["split"] == "dev" and out["epoch"] == record["metrics"]["best_epoch"]
+    dev = load_glue(task, FIXTURES)["dev"]
+    n = len(dev) if eval_samples == "null" else int(eval_samples)
+    assert sorted(out["index"]) == sorted(set(out["index"])) and len(out["index"]) == n
+    assert out["label"] == [pytest.approx(dev[i]["label"]) for i in out["index"]]
+    spec = get_task(task)
+    score = glue_metrics(task, out["pred"], out["label"])[spec.main_metric]
+    assert score == pytest.approx(record["metrics"]["main"], abs=1e-4)
+
+
+def test_heldout_selection_keeps_its_epochs_outputs(tiny_model_dir, tmp_path):
+    cfg = compose_cfg(tiny_overrides(tiny_model_dir, tmp_path, "task=sst2", "method=lora",
+                                     "data.heldout=4", "train.epochs=3"))  # fmt: skip
+    record = run(cfg)
+    held = record["predictions"]["heldout"]
+    assert held["epoch"] == record["metrics"]["heldout"]["epoch"]
+    acc = sum(p == g for p, g in zip(held["pred"], held["label"], strict=True)) / len(held["pred"])
+    assert acc == pytest.approx(record["metrics"]["heldout"]["main"])

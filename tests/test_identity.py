@@ -64,11 +64,14 @@ def test_heldout_off_keeps_the_ids_made_before_the_setting(data_copy, tmp_path):
 
 def test_hparams_table_is_left_out_but_the_chosen_row_counts(data_copy, tmp_path):
     demo = base(data_copy, tmp_path, "experiment=demo", "hydra.mode=RUN")
-    rid = run_id(compose_cfg(demo + ["row=lora"]))
-    assert rid != run_id(compose_cfg(demo + ["row=bitfit"]))
-    # another row's values cannot change this run
-    assert rid == run_id(compose_cfg(demo + ["row=lora", "hparams.bitfit.lr=0.5"]))
-    assert rid != run_id(compose_cfg(demo + ["row=lora", "hparams.lora.lr=0.5"]))
+    rid = run_id(compose_cfg(demo + ["row=lora", "task=sst2"]))
+    assert rid != run_id(compose_cfg(demo + ["row=adapter_h", "task=sst2"]))
+    # another row's or another task's values cannot change this run
+    assert rid == run_id(
+        compose_cfg(demo + ["row=lora", "task=sst2", "hparams.adapter_h.lr.sst2=0.5"])
+    )
+    assert rid == run_id(compose_cfg(demo + ["row=lora", "task=sst2", "hparams.lora.lr.stsb=0.5"]))
+    assert rid != run_id(compose_cfg(demo + ["row=lora", "task=sst2", "hparams.lora.lr.sst2=0.5"]))
 
 
 def test_id_follows_the_data_contents_not_its_folder(data_copy, tmp_path):

@@ -44,7 +44,33 @@ class NonFiniteError(RuntimeError):
 
 
 class CheckedTrainer(Trainer):
-    """A ``Trainer`` that raises :class:`NonFiniteError` on a non-finite training loss."""
+    """A ``Trainer`` that raises :class:`NonFiniteError` on a non-finite training loss.
+
+    With ``keep_outputs`` set, every evaluation's predictions and labels are kept in
+    ``outputs[(split, epoch)]`` (``split`` the eval dataset's name, ``epoch`` as in
+    :func:`epoch_history`), in the eval dataset's order (evaluation never reorders): the
+    per-example outputs that paired statistics between runs need.
+    """
+
+    keep_outputs = False
+
+    def _get_eval_sampler(self, eval_dataset):  # type: ignore[override]
+        # In order, so outputs[i] is eval_dataset[i]: the Trainer's own length grouping
+        # (train_sampling_strategy="group_by_length") would shuffle evaluation too.
+        if self.args.world_size <= 1 and eval_dataset is not None:
+            return torch.utils.data.SequentialSampler(eval_dataset)
+        return None  # distributed: sharded in order, gathered back in order
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None,
+                        ignore_keys=None, metric_key_prefix="eval"):  # fmt: skip
+        out = super().evaluation_loop(
+            dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix
+        )
+        if self.keep_outputs and out.predictions is not None:
+            split = metric_key_prefix.removeprefix("eval").removeprefix("_") or "eval"
+            epoch = round(float(self.state.epoch or 0.0), 2)
+            self.outputs[(split, epoch)] = (out.predictions, out.label_ids)
+        return out
 
     def training_step(self, model, inputs, num_items_in_batch=None):  # type: ignore[override]
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -86,6 +112,8 @@ class FitResult:
         train_samples_per_second: the Trainer's figure.
         steps: optimizer steps taken.
         memory: peak memory during training (:func:`peak_memory`).
+        outputs: ``(split, epoch) -> (predictions, label_ids)`` of every evaluation when
+            :func:`fit` was asked to keep them, else ``{}``.
     """
 
     trainer: Trainer
@@ -97,6 +125,7 @@ class FitResult:
     train_samples_per_second: float | None
     steps: int
     memory: dict[str, float | None]
+    outputs: dict[tuple[str, float], tuple[Any, Any]]
 
 
 def best_epoch(epochs: list[dict[str, Any]], key: str, maximize: bool = True) -> dict[str, Any]:
@@ -130,6 +159,7 @@ def fit(
     callbacks: Sequence[TrainerCallback] = (),
     loraplus_lr_ratio: float | None = None,
     select_key: str | None = None,
+    keep_outputs: bool = False,
 ) -> FitResult:
     """Train ``model`` with an HF Trainer and summarise the run.
 
@@ -145,6 +175,8 @@ def fit(
             ``None`` keeps the Trainer's own AdamW.
         select_key: a second per-epoch entry that picks an epoch the same way, e.g.
             ``"eval_heldout_accuracy"`` on a held-out split of the training set.
+        keep_outputs: keep every evaluation's predictions (``FitResult.outputs``); for
+            small outputs such as classification logits, not a language model's.
 
     Raises:
         NonFiniteError: a training loss, eval loss or metric went NaN or infinite.
@@ -170,6 +202,7 @@ def fit(
         compute_metrics=compute_metrics,
         callbacks=[FiniteEvalCheck(), *callbacks],
     )
+    trainer.keep_outputs, trainer.outputs = keep_outputs, {}
     # counted before training: FSDP shards the parameters of `model` in place
     params = count_parameters(model, modules_to_save).as_dict()
     reset_peak_memory()
@@ -192,4 +225,5 @@ def fit(
         train_samples_per_second=out.metrics.get("train_samples_per_second"),
         steps=trainer.state.global_step,
         memory=memory,
+        outputs=trainer.outputs,
     )

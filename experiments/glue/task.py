@@ -9,7 +9,13 @@ import numpy as np
 from omegaconf import DictConfig
 from transformers import DataCollatorWithPadding, EvalPrediction, set_seed
 
-from experiments.core.data import heldout_split, resolve_data_dir, subsample, usable_length
+from experiments.core.data import (
+    heldout_split,
+    resolve_data_dir,
+    subsample,
+    subsample_indices,
+    usable_length,
+)
 from experiments.core.fit import fit
 from experiments.core.models import load_model, load_tokenizer
 from experiments.core.schema import ConfigError
@@ -24,8 +30,9 @@ from lora.methods import MethodConfig
 def run_glue(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[str, Any]:
     """Fine-tune ``cfg.model`` on GLUE task ``cfg.task.name`` with ``method``.
 
-    Returns the record's run-specific part: best and per-epoch metrics, parameter
-    counts, timing, memory and data sizes. The best epoch is chosen by the task's
+    Returns the record's run-specific part: best and per-epoch metrics, the per-example
+    dev outputs of the reported epochs (:func:`dev_outputs`), parameter counts, timing,
+    memory and data sizes. The best epoch is chosen by the task's
     main metric on the (first) dev split, as the paper does (§D.1). With
     ``data.heldout=n``, n seeded training examples are held out before the subsample and
     evaluated every epoch too; ``metrics.heldout`` then gives held-out selection: the
@@ -62,14 +69,21 @@ def run_glue(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[st
     columns = list(task.text_fields)
     train_ds = data["train"].map(tokenize, batched=True, remove_columns=columns)
     eval_ds = {k: v.map(tokenize, batched=True, remove_columns=columns) for k, v in evals.items()}
+    # shortest first: evaluation runs in order, so this is what pads least; dev_outputs
+    # maps the outputs back to the dev file's lines
+    main_split = next(iter(task.eval_splits))
+    index = subsample_indices(len(data[main_split]), cfg.data.max_eval_samples, cfg.seed)
+    index = list(range(len(eval_ds[main_split]))) if index is None else index
+    order = {k: np.argsort([len(x) for x in v["input_ids"]], kind="stable").tolist()
+             for k, v in eval_ds.items()}  # fmt: skip
+    eval_ds = {k: v.select(order[k]) for k, v in eval_ds.items()}
+    index = [index[i] for i in order[main_split]]
 
     def compute_metrics(p: EvalPrediction) -> dict[str, float]:
-        logits = p.predictions[0] if isinstance(p.predictions, tuple) else p.predictions
-        preds = logits.squeeze(-1) if task.is_regression else np.argmax(logits, axis=-1)
+        preds = task_predictions(task, p.predictions)
         # n_predictions: what the distributed sampler's padding must not inflate
         return {**glue_metrics(task.name, preds, p.label_ids), "n_predictions": len(preds)}
 
-    main_split = next(iter(task.eval_splits))
     key = f"eval_{main_split}_{task.main_metric}"
     heldout_key = f"eval_heldout_{task.main_metric}"
     result = fit(
@@ -83,6 +97,7 @@ def run_glue(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[st
         modules_to_save=method.modules_to_save,
         loraplus_lr_ratio=getattr(method, "loraplus_lr_ratio", None),
         select_key=heldout_key if heldout is not None else None,
+        keep_outputs=True,
     )
     if cfg.train.save_adapter and result.trainer.is_world_process_zero():
         save_adapter(model, output_dir / "adapter", method,
@@ -96,11 +111,18 @@ def run_glue(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[st
         "best_epoch": best["epoch"],
         "best": {k.removeprefix("eval_"): v for k, v in best.items() if k.startswith("eval_")},
     }
+    chosen = {"best": best}
     if result.selected is not None:
         sel = result.selected
         metrics["heldout"] = {"epoch": sel["epoch"], "score": sel[heldout_key], "main": sel[key]}
+        chosen["heldout"] = sel
     return {
         "metrics": metrics,
+        "predictions": {
+            protocol: dev_outputs(task, result.outputs, main_split, row["epoch"], index)
+            for protocol, row in chosen.items()
+            if (main_split, row.get("epoch")) in result.outputs
+        },
         "epochs": result.epochs,
         "params": result.params,
         "timing": {
@@ -120,3 +142,30 @@ def run_glue(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[st
             "virtual_tokens": virtual,
         },
     }
+
+
+def task_predictions(task: Any, predictions: Any) -> np.ndarray:
+    """The model's predictions from its logits: class ids (int64, shape ``(n,)``), or
+    the score for a regression task (STS-B; float, shape ``(n,)``)."""
+    logits = predictions[0] if isinstance(predictions, tuple) else predictions
+    return logits.squeeze(-1) if task.is_regression else np.argmax(logits, axis=-1)
+
+
+def dev_outputs(task: Any, outputs: dict, split: str, epoch: float,
+                index: list[int]) -> dict[str, Any]:  # fmt: skip
+    """One epoch's per-example outputs on ``split``, as a record stores them.
+
+    Returns ``{"split", "epoch", "pred", "label", "index"}``: ``pred`` and ``label`` in
+    the eval set's order (ints, or floats to 7 significant digits for a regression task), and
+    ``index`` each example's 0-based row in the split's file (header not counted), in
+    the same order. Paired statistics between runs
+    align on ``index`` (:mod:`experiments.report.stats`).
+    """
+    preds, labels = outputs[(split, epoch)]
+    preds = task_predictions(task, preds)
+    labels = np.asarray(labels).reshape(-1)
+    if task.is_regression:
+        pred, label = ([float(f"{v:.7g}") for v in a] for a in (preds, labels))
+    else:
+        pred, label = ([int(v) for v in a] for a in (preds, labels))
+    return {"split": split, "epoch": epoch, "pred": pred, "label": label, "index": list(index)}

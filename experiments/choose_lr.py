@@ -1,0 +1,74 @@
+"""Write a search's winning learning rates as a config that a preset includes.
+
+    python -m experiments.choose_lr --experiment demo_lr_search \
+        --out conf/experiment/demo_lrs.yaml                       (make demo-search)
+
+Reads the ok records of ``<results-dir>/runs/<experiment>``, picks per (row, task) the lr
+with the best held-out score (:func:`experiments.core.selection.choose`), and writes
+``hparams.<row>.lr.<task>`` to ``--out`` with every trial's score as a comment. Exits 1,
+writing nothing, when a (row, task) of ``--expect`` trials has fewer (an unfinished or
+failed search).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from experiments.core.records import load_records
+from experiments.core.selection import choose
+
+
+def render(experiment: str, choices: dict, commits: list[str]) -> str:
+    """The YAML text: a ``# @package _global_`` config of ``hparams.<row>.lr.<task>``."""
+    lines = ["# @package _global_",
+             f"# Written by `python -m experiments.choose_lr --experiment {experiment}`",
+             f"# from its records (commit {', '.join(commits)}); do not edit by hand.",
+             "# Per method and task, the learning rate with the best held-out score; each",
+             "# trial's held-out score (x100) beside it, * = chosen, ! = at the grid's edge.",
+             "hparams:"]  # fmt: skip
+    rows = sorted({row for row, _ in choices}, key=list(dict.fromkeys(r for r, _ in choices)).index)
+    for row in rows:
+        lines += [f"  {row}:", "    lr:"]
+        for (r, task), c in choices.items():
+            if r != row:
+                continue
+            trials = "  ".join(f"{lr:.0e}{'*' if lr == c.lr else ''} {100 * s:.1f}"
+                               for lr, s in c.scores.items())  # fmt: skip
+            edge = "  ! at the grid's edge" if c.at_edge else ""
+            lines.append(f"      {task}: {c.lr!r}  # {trials}{edge}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--results-dir", default="results", type=Path)
+    parser.add_argument("--experiment", required=True, help="the search's experiment name")
+    parser.add_argument("--out", required=True, type=Path, help="the YAML file to write")
+    parser.add_argument("--expect", type=int, default=None,
+                        help="trials every (row, task) must have (the grid's size)")  # fmt: skip
+    args = parser.parse_args(argv)
+    records = load_records(args.results_dir, args.experiment)
+    if not records:
+        sys.exit(f"error: no ok records under {args.results_dir / 'runs' / args.experiment}; "
+                 "run the search first")  # fmt: skip
+    try:
+        choices = choose(records)
+    except ValueError as err:
+        sys.exit(f"error: {err}")
+    short = [f"{row} on {task}: {len(c.scores)} trials" for (row, task), c in choices.items()
+             if args.expect is not None and len(c.scores) < args.expect]  # fmt: skip
+    if short:
+        sys.exit(f"error: the search is incomplete ({'; '.join(short)}, expected "
+                 f"{args.expect}); rerun it (finished trials are skipped)")  # fmt: skip
+    commits = sorted({(r["provenance"].get("git_commit") or "unknown")[:7] for r in records})
+    args.out.write_text(render(args.experiment, choices, commits))
+    for (row, task), c in choices.items():
+        edge = " (at the grid's edge)" if c.at_edge else ""
+        print(f"{row} on {task}: lr {c.lr:g} from {len(c.scores)} trials{edge}")
+    print(args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Learning-rate selection on held-out scores, and the config it writes for a preset."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from experiments.choose_lr import main as choose_main
+from experiments.core.records import write_atomic
+from experiments.core.selection import choose
+
+
+def trial(row, task, lr, score, seed=1, epochs=2, run=None):
+    return {
+        "run_id": run or f"{row}-{task}-{lr}-s{seed}", "status": "ok", "schema_version": 2,
+        "experiment": "search", "task": task, "seed": seed, "method": {"name": row},
+        "metrics": {"main": score - 0.1, "heldout": {"score": score, "epoch": 1, "main": 0}},
+        "config": {"row": row, "seed": seed, "task": {"name": task},
+                   "train": {"lr": lr, "epochs": epochs}, "experiment_name": "search"},
+        "provenance": {"git_commit": "abcdef0123"},
+    }  # fmt: skip
+
+
+def test_best_heldout_score_wins_smaller_lr_on_a_tie():
+    recs = [trial("lora", "sst2", lr, s) for lr, s in ((1e-4, 0.7), (1e-3, 0.8), (3e-3, 0.8))]
+    recs += [trial("full_ft", "sst2", lr, s) for lr, s in ((1e-4, 0.6), (1e-3, 0.5))]
+    got = choose(recs)
+    assert got[("lora", "sst2")].lr == 1e-3 and not got[("lora", "sst2")].at_edge
+    assert got[("full_ft", "sst2")].lr == 1e-4 and got[("full_ft", "sst2")].at_edge
+    assert got[("lora", "sst2")].scores == {1e-4: 0.7, 1e-3: 0.8, 3e-3: 0.8}
+
+
+@pytest.mark.parametrize("other", [{"seed": 2}, {"epochs": 3}])
+def test_trials_of_other_settings_are_not_one_search(other):
+    recs = [trial("lora", "sst2", 1e-4, 0.7), trial("lora", "sst2", 1e-3, 0.8, **other)]
+    with pytest.raises(ValueError, match="lora on sst2 differ in more than train.lr"):
+        choose(recs)
+
+
+def test_record_without_heldout_is_refused():
+    rec = trial("lora", "sst2", 1e-4, 0.7)
+    del rec["metrics"]["heldout"]
+    with pytest.raises(ValueError, match="no held-out selection"):
+        choose([rec])
+
+
+def test_cli_writes_a_config_the_preset_reads_and_refuses_an_unfinished_search(tmp_path):
+    runs = tmp_path / "runs" / "search"
+    for lr, s in ((1e-4, 0.7), (1e-3, 0.8)):
+        rec = trial("lora", "stsb", lr, s)
+        write_atomic(runs / f"{rec['run_id']}.json", rec)
+    out = tmp_path / "lrs.yaml"
+    with pytest.raises(SystemExit, match="incomplete .*lora on stsb: 2 trials.*expected 3"):
+        choose_main(["--results-dir", str(tmp_path), "--experiment", "search",
+                     "--out", str(out), "--expect", "3"])  # fmt: skip
+    assert not out.exists()
+    choose_main(["--results-dir", str(tmp_path), "--experiment", "search", "--out", str(out),
+                 "--expect", "2"])  # fmt: skip
+    text = out.read_text()
+    assert text.startswith("# @package _global_\n")
+    assert yaml.safe_load(text) == {"hparams": {"lora": {"lr": {"stsb": 1e-3}}}}
+    assert "1e-03* 80.0" in text and "! at the grid's edge" in text
+
+
+def test_demo_reads_its_learning_rates_per_method_and_task():
+    from tests.conftest import ROOT
+    from tests.test_config import compose_cfg
+
+    chosen = yaml.safe_load((ROOT / "conf/experiment/demo_lrs.yaml").read_text())["hparams"]
+    for row, lrs in chosen.items():
+        for task, lr in lrs["lr"].items():
+            cfg = compose_cfg(["experiment=demo", f"row={row}", f"task={task}", "hydra.mode=RUN"])
+            assert cfg.train.lr == lr and cfg.data.heldout == 300
