@@ -41,11 +41,21 @@ demo: install ## Main job: FT vs LoRA vs AdapterH on SST-2 and STS-B, 3 seeds, l
 	echo "make demo: wall time $$(( took / 60 )) min $$(( took % 60 )) s; table: $(RESULTS)/tables/demo.md"; \
 	exit $$status
 
-demo-search: install ## The demo's lr search: one 5-point grid for FT, LoRA, AdapterH x 2 tasks, seed 1, chosen on held-out data; writes conf/experiment/demo_lrs.yaml (30 runs, ~35 min estimated)
+demo-search: install ## The demo's lr search: one 5-point grid for FT, LoRA, AdapterH x 2 tasks, seed 1, chosen on held-out data, edge winners extended; writes conf/experiment/demo_lrs.yaml (30+ runs, ~45 min estimated)
 	@start=$$(date +%s); \
 	$(PY) -m experiments.train experiment=demo_lr_search $(ARGS); status=$$?; \
+	for round in 1 2; do \
+	  edges=$$($(PY) -m experiments.choose_lr --results-dir $(RESULTS) --experiment demo_lr_search --edges); \
+	  [ -n "$$edges" ] || break; \
+	  echo "demo-search: winners at the grid's edge, trying one step beyond (row task lr):"; \
+	  echo "$$edges"; \
+	  echo "$$edges" | OMP_NUM_THREADS=1 xargs -P 2 -L 1 sh -c '$(PY) -m experiments.train \
+	    experiment=demo_lr_search hydra.launcher.n_jobs=1 row=$$0 task=$$1 train.lr=$$2 $(ARGS)' || \
+	    echo "demo-search: an edge point failed; its record closes that side of the grid"; \
+	done; \
 	$(PY) -m experiments.choose_lr --results-dir $(RESULTS) --experiment demo_lr_search \
 	  --out conf/experiment/demo_lrs.yaml --expect 5 || status=1; \
+	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment demo_lr_search; \
 	took=$$(( $$(date +%s) - start )); \
 	echo "make demo-search: wall time $$(( took / 60 )) min $$(( took % 60 )) s"; \
 	exit $$status

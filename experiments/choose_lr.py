@@ -3,21 +3,26 @@
     python -m experiments.choose_lr --experiment demo_lr_search \
         --out conf/experiment/demo_lrs.yaml                       (make demo-search)
 
+    python -m experiments.choose_lr --experiment demo_lr_search --edges
+
 Reads the ok records of ``<results-dir>/runs/<experiment>``, picks per (row, task) the lr
 with the best held-out score (:func:`experiments.core.selection.choose`), and writes
 ``hparams.<row>.lr.<task>`` to ``--out`` with every trial's score as a comment. Exits 1,
 writing nothing, when a (row, task) of ``--expect`` trials has fewer (an unfinished or
-failed search).
+failed search). ``--edges`` instead prints ``row task lr`` for every winner at the grid's
+edge whose next step was not tried (:func:`experiments.core.selection.extensions`), one
+per line, for the search to run before choosing.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from experiments.core.records import load_records
-from experiments.core.selection import choose
+from experiments.core.selection import choose, extensions
 
 
 def render(experiment: str, choices: dict, commits: list[str]) -> str:
@@ -37,15 +42,30 @@ def render(experiment: str, choices: dict, commits: list[str]) -> str:
             trials = "  ".join(f"{lr:.0e}{'*' if lr == c.lr else ''} {100 * s:.1f}"
                                for lr, s in c.scores.items())  # fmt: skip
             edge = "  ! at the grid's edge" if c.at_edge else ""
-            lines.append(f"      {task}: {c.lr!r}  # {trials}{edge}")
+            lines.append(f"      {task}: {c.lr:.1e}  # {trials}{edge}")  # 1.0e-03: YAML 1.1 float
     return "\n".join(lines) + "\n"
+
+
+def tried(results_dir: Path, experiment: str) -> dict[tuple[str, str], set[float]]:
+    """Every (row, task) -> the learning rates with a record, ok or failed."""
+    out: dict[tuple[str, str], set[float]] = {}
+    for path in (results_dir / "runs" / experiment).glob("*.json"):
+        try:
+            cfg = json.loads(path.read_text())["config"]
+            key = (cfg["row"], cfg["task"]["name"])
+            out.setdefault(key, set()).add(float(cfg["train"]["lr"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--results-dir", default="results", type=Path)
     parser.add_argument("--experiment", required=True, help="the search's experiment name")
-    parser.add_argument("--out", required=True, type=Path, help="the YAML file to write")
+    parser.add_argument("--out", type=Path, help="the YAML file to write")
+    parser.add_argument("--edges", action="store_true",
+                        help="print the points that extend edge winners, write nothing")  # fmt: skip
     parser.add_argument("--expect", type=int, default=None,
                         help="trials every (row, task) must have (the grid's size)")  # fmt: skip
     args = parser.parse_args(argv)
@@ -57,6 +77,12 @@ def main(argv: list[str] | None = None) -> None:
         choices = choose(records)
     except ValueError as err:
         sys.exit(f"error: {err}")
+    if args.edges:
+        for row, task, lr in extensions(choices, tried(args.results_dir, args.experiment)):
+            print(row, task, f"{lr:g}")
+        return
+    if args.out is None:
+        sys.exit("error: invalid setting --out: give the YAML file to write (or --edges)")
     short = [f"{row} on {task}: {len(c.scores)} trials" for (row, task), c in choices.items()
              if args.expect is not None and len(c.scores) < args.expect]  # fmt: skip
     if short:

@@ -155,7 +155,7 @@ def test_record_keeps_dev_outputs_in_file_order(tiny_model_dir, tmp_path, task, 
     assert out["label"] == [pytest.approx(dev[i]["label"]) for i in out["index"]]
     spec = get_task(task)
     score = glue_metrics(task, out["pred"], out["label"])[spec.main_metric]
-    assert score == pytest.approx(record["metrics"]["main"], abs=1e-4)
+    assert score == pytest.approx(record["metrics"]["main"], abs=1e-3)  # 7 digits stored
 
 
 def test_heldout_selection_keeps_its_epochs_outputs(tiny_model_dir, tmp_path):

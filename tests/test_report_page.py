@@ -61,7 +61,8 @@ def test_page_holds_built_tables_provenance_figures_and_missing_lines(results):
     positions = [md.index(f"\n## {s.title}\n") for s in SECTIONS]
     assert positions == sorted(positions)
     assert (
-        f"- [Table 5: which weight matrices](#{slug(SECTIONS[4].title)}): not run yet: "
+        f"- [Table 5: which weight matrices](#{slug('Table 5: which weight matrices')}): "
+        "not run yet: "
         "`make table5`" in md
     )
     targets = ("table5", "table5-e2e", "table6", "table16", "table18", "webnlg-demo", "table2")

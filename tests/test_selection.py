@@ -58,7 +58,7 @@ def test_cli_writes_a_config_the_preset_reads_and_refuses_an_unfinished_search(t
                  "--expect", "2"])  # fmt: skip
     text = out.read_text()
     assert text.startswith("# @package _global_\n")
-    assert yaml.safe_load(text) == {"hparams": {"lora": {"lr": {"stsb": 1e-3}}}}
+    assert yaml.safe_load(text) == {"hparams": {"lora": {"lr": {"stsb": 1e-3}}}}  # floats
     assert "1e-03* 80.0" in text and "! at the grid's edge" in text
 
 
@@ -71,3 +71,20 @@ def test_demo_reads_its_learning_rates_per_method_and_task():
         for task, lr in lrs["lr"].items():
             cfg = compose_cfg(["experiment=demo", f"row={row}", f"task={task}", "hydra.mode=RUN"])
             assert cfg.train.lr == lr and cfg.data.heldout == 300
+
+
+def test_edge_winners_extend_the_grid_once_per_side():
+    from experiments.core.selection import extensions, next_step
+
+    assert [next_step(3e-3, True), next_step(1e-3, True), next_step(3e-5, False)] == [
+        1e-2, 3e-3, 1e-5]  # fmt: skip
+    recs = [trial("lora", "sst2", lr, s) for lr, s in ((1e-4, 0.6), (1e-3, 0.7), (3e-3, 0.8))]
+    recs += [trial("full_ft", "sst2", lr, s) for lr, s in ((1e-4, 0.9), (1e-3, 0.5))]
+    recs += [trial("adapter_h", "sst2", lr, s) for lr, s in ((1e-4, 0.6), (1e-3, 0.8), (3e-3, 0.7))]
+    choices = choose(recs)
+    tried = {(r["config"]["row"], r["task"]): set() for r in recs}
+    for r in recs:
+        tried[(r["config"]["row"], r["task"])].add(r["config"]["train"]["lr"])
+    assert extensions(choices, tried) == [("full_ft", "sst2", 3e-5), ("lora", "sst2", 1e-2)]
+    tried[("lora", "sst2")].add(1e-2)  # tried and diverged: that side is closed
+    assert extensions(choices, tried) == [("full_ft", "sst2", 3e-5)]

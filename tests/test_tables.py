@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 
+import pytest
+
 from experiments.core.records import SCHEMA_VERSION, code_files, code_version, write_atomic
 from experiments.report.tables import write_tables
 
@@ -117,3 +119,75 @@ def test_rank_sweep_plot(tmp_path):
     assert png in written and png.read_bytes()[:4] == b"\x89PNG"
     md = (tmp_path / "tables" / "sweep.md").read_text()
     assert md.count("| minilm-l6 | LoRA") == 3 and "sweep_rank.png" in md
+
+
+def _with_outputs(tmp_path, method, task, seed, pred, label, heldout=0.5):
+    """A record with per-example dev outputs (``predictions.heldout``) and held-out
+    selection, as the demo writes them."""
+    import json
+
+    rid = f"m-{task}-{method['name']}-s{seed}"
+    score = sum(p == y for p, y in zip(pred, label, strict=True)) / len(pred)
+    config = {"seed": seed, "row": method["name"], "model": {"name": "minilm-l6"},
+              "method": method, "task": {"name": task}, "data": {"max_train_samples": 8},
+              "train": {"lr": 1e-3 if method["name"] == "lora" else 1e-4, "epochs": 2}}  # fmt: skip
+    outputs = {"split": "dev", "epoch": 2.0, "pred": pred, "label": label,
+               "index": list(range(len(pred)))}  # fmt: skip
+    record = {
+        "schema_version": SCHEMA_VERSION, "status": "ok", "experiment": "cmp",
+        "model": "minilm-l6", "task": task, "method": method, "seed": seed, "run_id": rid,
+        "metrics": {"main": score, "heldout": {"epoch": 2.0, "score": heldout, "main": score}},
+        "epochs": [{"epoch": 1.0, "eval_heldout_accuracy": 0.4},
+                   {"epoch": 2.0, "eval_heldout_accuracy": heldout}],
+        "predictions": {"heldout": outputs, "best": outputs},
+        "params": {"method": 10, "trainable": 10, "total": 100},
+        "data": {"train_size": 8}, "config": config, "provenance": PROVENANCE,
+    }  # fmt: skip
+    write_atomic(tmp_path / "runs" / "cmp" / f"{rid}.json", json.loads(json.dumps(record)))
+
+
+def test_difference_from_ft_with_interval_and_verdict(tmp_path):
+    import numpy as np
+
+    from experiments.report.stats import paired_bootstrap
+
+    label = [1, 0] * 50
+    ft = {s: [1 - y if i < 10 + s else y for i, y in enumerate(label)] for s in (1, 2, 3)}
+    lora = {s: [1 - y if i < 30 else y for i, y in enumerate(label)] for s in (1, 2, 3)}
+    for s in (1, 2, 3):
+        _with_outputs(tmp_path, {"name": "full_ft"}, "sst2", s, ft[s], label)
+        _with_outputs(tmp_path, LORA, "sst2", s, lora[s], label)
+    write_tables(tmp_path, "cmp")
+    md = (tmp_path / "tables" / "cmp.md").read_text()
+    section = md.split("## Difference from FT\n")[1]
+    row = next(line for line in section.splitlines() if line.startswith("| LoRA"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # FT misses 11, 12, 13 of 100 by seed, LoRA 30: Δ = mean(-19, -18, -17) = -18 points
+    arrays = lambda preds: {s: (np.array(p), np.array(label), np.arange(100))  # noqa: E731
+                            for s, p in preds.items()}  # fmt: skip
+    expect = paired_bootstrap(arrays(lora), arrays(ft), "accuracy", n_resamples=2000)
+    assert expect.diff == pytest.approx(-18.0)
+    assert cells[1] == "0.001" and cells[2] == expect.cell() and cells[3] == "contradicts"
+    assert cells[4] == expect.cell() and cells[5] == "contradicts"  # one task: avg = task
+    assert "Held-out score by epoch (mean over seeds): SST-2 FT 40.0 → 50.0" in section
+    with open(tmp_path / "tables" / "cmp.csv") as f:
+        rows = list(csv.DictReader(f))
+    got = next(r for r in rows if r["Method"].startswith("LoRA"))
+    assert float(got["sst2_delta_mean"]) == pytest.approx(-18.0)
+    assert float(got["sst2_delta_low"]) == round(expect.low, 4)
+    assert got["sst2_delta_verdict"] == "contradicts" and got["avg_delta_verdict"] == "contradicts"
+    # rebuilding gives the same bytes
+    write_tables(tmp_path, "cmp")
+    assert (tmp_path / "tables" / "cmp.md").read_text() == md
+
+
+def test_records_without_outputs_leave_the_cells_empty_and_say_so(tmp_path):
+    for s in (1, 2):
+        _record(tmp_path, "old", "minilm-l6", "sst2", {"name": "full_ft"}, s, 0.8)
+        _record(tmp_path, "old", "minilm-l6", "sst2", LORA, s, 0.7)
+    write_tables(tmp_path, "old")
+    md = (tmp_path / "tables" / "old.md").read_text()
+    row = next(line for line in md.split("## Difference from FT\n")[1].splitlines()
+               if line.startswith("| LoRA"))  # fmt: skip
+    assert [c.strip() for c in row.strip("|").split("|")][2:] == ["", "", "", ""]
+    assert "Intervals missing: 4 of 4 records predate per-example outputs" in md

@@ -9,6 +9,7 @@ a tie. The dev set a table reports never enters the choice.
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -84,4 +85,34 @@ def choose(records: list[dict[str, Any]]) -> dict[tuple[str, str], Choice]:
         lr = max(scores, key=lambda v: (scores[v], -v))
         ids = {float(r["config"]["train"]["lr"]): r["run_id"] for r in trials}
         out[(row, task)] = Choice(lr, dict(sorted(scores.items())), dict(sorted(ids.items())))
+    return out
+
+
+def next_step(lr: float, up: bool) -> float:
+    """The grid's next point past ``lr`` in the 1-3-10 half-decade pattern
+    (3e-3 -> 1e-2, 1e-3 -> 3e-3, 3e-5 -> 1e-5); other values step by sqrt(10)."""
+    exponent = math.floor(math.log10(lr))
+    mantissa = round(lr / 10**exponent, 6)
+    steps = {(1.0, True): 3.0, (3.0, True): 10.0, (3.0, False): 1.0, (1.0, False): 0.3}
+    factor = steps.get((mantissa, up))
+    if factor is None:
+        return float(f"{lr * 10 ** (0.5 if up else -0.5):.1e}")
+    return float(f"{factor * 10**exponent:.1e}")
+
+
+def extensions(choices: dict[tuple[str, str], Choice], tried: dict[tuple[str, str], set[float]]
+               ) -> list[tuple[str, str, float]]:  # fmt: skip
+    """Points that would tell whether a winner at the grid's edge is the optimum.
+
+    For each (row, task) whose winner is the largest (smallest) lr tried, the next
+    half-decade step up (down), unless a run at it was already tried (``tried``: every
+    lr with a record, ok or failed; a diverged step closes that side).
+    """
+    out = []
+    for (row, task), c in choices.items():
+        if not c.at_edge:
+            continue
+        step = next_step(c.lr, up=c.lr == max(c.scores))
+        if step not in tried.get((row, task), set()):
+            out.append((row, task, step))
     return out

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.glue.data import TASKS as GLUE_TASKS
+from experiments.report import compare
 from experiments.report.common import (
     STALE_MARK,
     any_stale,
@@ -149,6 +150,8 @@ def _close(md: list[str], records: list[dict], stale: bool, notes: str | None) -
     md += ["", _train_sizes(records)]
     if notes:
         md += ["", notes.strip()]
+    nlg = any(r["task"] not in GLUE_TASKS for r in records)
+    md += ["", compare.NLG_NOTE] if nlg else compare.missing_note(records)
     md += footer(records, stale)
     return "\n".join(md) + "\n"
 

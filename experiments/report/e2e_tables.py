@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from experiments.report import compare
 from experiments.report.common import (
     fmt_params,
     footer,
@@ -151,6 +152,7 @@ def render_e2e(
     md += ["", _data_note(records)] + (["", gap] if gap else [])
     if notes:
         md += ["", notes.strip()]
+    md += ["", compare.NLG_NOTE]
     md += footer(records, any(r["stale"] for r in rows))
     return "\n".join(md) + "\n", csv_rows
 

@@ -56,6 +56,8 @@ SECTIONS: tuple[Section, ...] = (
             ("tables/table1_latency.md",), "latency", ("latency:table1_latency",)),
     Section("Table 2: GLUE, MiniLM-L6 demo", "Table 2 (§5.3), at CPU scale",
             ("tables/demo.md",), "demo", ("demo",)),
+    Section("Table 2 demo: the learning-rate search", "the demo's fair tuning (not a paper table)",
+            ("tables/demo_lr_search.md",), "demo-search", ("demo_lr_search",)),
     Section("Table 2: GLUE, RoBERTa-base", "Table 2 (§5.3), the paper's own setting",
             ("tables/table2_roberta_base.md",), "table2", ("table2_roberta_base",)),
     Section("Table 3: E2E NLG, SmolLM2-135M", "Table 3 (§5.5), GPT-2 M rows",

@@ -49,3 +49,43 @@ def plot_rank_sweep(records: list[dict[str, Any]], path: Path) -> Path | None:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_lr_search(records: list[dict[str, Any]], path: Path) -> Path | None:
+    """Held-out score against learning rate, one panel per task and one line per method:
+    what a learning-rate search saw, with each method's winner circled.
+
+    Returns ``None`` (and writes nothing) unless the records hold held-out selection and
+    some (method, task) has two or more learning rates.
+    """
+    glue = [r for r in records if r["task"] in GLUE_TASKS and "heldout" in r["metrics"]]
+    series: dict[str, dict[str, dict[float, float]]] = defaultdict(lambda: defaultdict(dict))
+    for r in glue:
+        row = r["config"].get("row") or r["method"]["name"]
+        series[r["task"]][row][r["config"]["train"]["lr"]] = 100 * r["metrics"]["heldout"]["score"]
+    if not any(len(lrs) > 1 for rows in series.values() for lrs in rows.values()):
+        return None
+    from experiments.report.labels import method_label
+
+    labels = {(r.get("config", {}).get("row") or r["method"]["name"]): method_label(r["method"])
+              for r in glue}  # fmt: skip
+    tasks = sorted(series)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        for row, by_lr in series[task].items():
+            lrs = sorted(by_lr)
+            (line,) = ax.plot(lrs, [by_lr[v] for v in lrs], marker="o", label=labels[row])
+            best = max(lrs, key=lambda v: (by_lr[v], -v))
+            ax.plot([best], [by_lr[best]], marker="o", markersize=12, fillstyle="none",
+                    color=line.get_color())  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("held-out score ×100")
+        ax.set_title(GLUE_TASKS[task].display)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("Learning-rate search (circled: chosen, best held-out score)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -36,6 +36,7 @@ matplotlib.use("Agg")  # headless: files only
 import matplotlib.pyplot as plt  # noqa: E402
 
 from experiments.glue.data import TASKS as GLUE_TASKS  # noqa: E402
+from experiments.report import compare
 from experiments.report.common import (  # noqa: E402
     any_stale,
     fmt_params,
@@ -335,6 +336,7 @@ def render(experiment: str, records: list[dict[str, Any]], notes: str | None,
     if figure is not None:
         lines += ["", f"![Score against trainable parameters]({figure.name})"]
     used = [r for u in units.values() for r in u["records"]] + ([latency] if latency else [])
+    lines += compare.missing_note(used)
     lines += footer(used, any_stale(used))
     return "\n".join(lines) + "\n", csv_rows
 

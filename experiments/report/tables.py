@@ -25,7 +25,7 @@ from experiments.report.efficiency_tables import write_bench_table
 from experiments.report.glue_tables import render_glue
 from experiments.report.latency_tables import write_latency_table
 from experiments.report.load import kind, load_records
-from experiments.report.plots import plot_rank_sweep
+from experiments.report.plots import plot_lr_search, plot_rank_sweep
 from experiments.report.webnlg_tables import write_webnlg_table
 
 
@@ -71,7 +71,9 @@ def write_tables(results_dir: Path, experiment: str | None = None) -> list[Path]
         glue = [r for r in recs if kind(r) == "glue"]
         if not glue:
             continue
-        figure = plot_rank_sweep(glue, out / f"{exp}_rank.png")
+        figure = plot_rank_sweep(glue, out / f"{exp}_rank.png") or plot_lr_search(
+            glue, out / f"{exp}_lr.png"
+        )
         md, rows = render_glue(exp, glue, glue[-1]["config"].get("notes"), figure)
         written += write_md_csv(out, exp, md, rows) + ([figure] if figure else [])
     return written

@@ -14,6 +14,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from experiments.report import compare
 from experiments.report.common import (
     footer,
     group_rows,
@@ -89,6 +90,7 @@ def render_webnlg(
     md += ["", _data_note(records)] + (["", gap] if gap else [])
     if notes:
         md += ["", notes.strip()]
+    md += ["", compare.NLG_NOTE]
     md += footer(records, any(r["stale"] for r in rows))
     return "\n".join(md) + "\n", csv_rows
 
