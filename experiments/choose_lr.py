@@ -33,12 +33,12 @@ def render(experiment: str, choices: dict, commits: list[str]) -> str:
              "# Per method and task, the learning rate with the best held-out score; each",
              "# trial's held-out score (x100) beside it, * = chosen, ! = at the grid's edge.",
              "hparams:"]  # fmt: skip
-    rows = sorted({row for row, _ in choices}, key=list(dict.fromkeys(r for r, _ in choices)).index)
-    for row in rows:
+    by_row: dict[str, list] = {}
+    for (row, task), c in choices.items():
+        by_row.setdefault(row, []).append((task, c))
+    for row, tasks in by_row.items():
         lines += [f"  {row}:", "    lr:"]
-        for (r, task), c in choices.items():
-            if r != row:
-                continue
+        for task, c in tasks:
             trials = "  ".join(f"{lr:.0e}{'*' if lr == c.lr else ''} {100 * s:.1f}"
                                for lr, s in c.scores.items())  # fmt: skip
             edge = "  ! at the grid's edge" if c.at_edge else ""

@@ -26,12 +26,10 @@ class Choice:
     Attributes:
         lr: the chosen learning rate.
         scores: every trial's held-out score (main metric, natural units), by lr.
-        run_ids: the trials' run ids, by lr.
     """
 
     lr: float
     scores: dict[float, float]
-    run_ids: dict[float, str]
 
     @property
     def at_edge(self) -> bool:
@@ -71,7 +69,7 @@ def choose(records: list[dict[str, Any]]) -> dict[tuple[str, str], Choice]:
     for r in records:
         row = r["config"].get("row")
         if row is None or "heldout" not in r["metrics"]:
-            raise ValueError(f"record {r['run_id']} has no row or no held-out selection "
+            raise ValueError(f"record {r.get('run_id')} has no row or no held-out selection "
                              "(data.heldout); it cannot be a search trial")  # fmt: skip
         units[(row, r["task"])].append(r)
     out = {}
@@ -83,8 +81,7 @@ def choose(records: list[dict[str, Any]]) -> dict[tuple[str, str], Choice]:
         scores = {float(r["config"]["train"]["lr"]): r["metrics"]["heldout"]["score"]
                   for r in trials}  # fmt: skip
         lr = max(scores, key=lambda v: (scores[v], -v))
-        ids = {float(r["config"]["train"]["lr"]): r["run_id"] for r in trials}
-        out[(row, task)] = Choice(lr, dict(sorted(scores.items())), dict(sorted(ids.items())))
+        out[(row, task)] = Choice(lr, dict(sorted(scores.items())))
     return out
 
 

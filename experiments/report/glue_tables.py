@@ -10,6 +10,7 @@ method match one of its rows.
 from __future__ import annotations
 
 import statistics
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -214,12 +215,11 @@ def _learning_curve(rows: list[dict], columns: list[str], proto: str) -> list[st
     for c in columns:
         key = f"eval_heldout_{GLUE_TASKS[c].main_metric}"
         for row in rows:
-            by_epoch: dict[float, list[float]] = {}
-            for r in row["records"]:
-                if r["task"] == c:
-                    for e in r["epochs"]:
-                        if key in e:
-                            by_epoch.setdefault(e["epoch"], []).append(100 * e[key])
+            by_epoch: dict[float, list[float]] = defaultdict(list)
+            points = [(e["epoch"], e[key]) for r in row["records"] if r["task"] == c
+                      for e in r["epochs"] if key in e]  # fmt: skip
+            for epoch, value in points:
+                by_epoch[epoch].append(100 * value)
             if by_epoch:
                 curve = " → ".join(f"{statistics.mean(v):.1f}" for _, v in sorted(by_epoch.items()))
                 parts.append(f"{GLUE_TASKS[c].display} {row['label']} {curve}")

@@ -12,7 +12,9 @@ import matplotlib
 matplotlib.use("Agg")  # headless: files only
 import matplotlib.pyplot as plt  # noqa: E402
 
+from experiments.core.selection import Choice, choose  # noqa: E402
 from experiments.glue.data import TASKS as GLUE_TASKS  # noqa: E402
+from experiments.report.labels import method_label  # noqa: E402
 
 
 def plot_rank_sweep(records: list[dict[str, Any]], path: Path) -> Path | None:
@@ -59,24 +61,24 @@ def plot_lr_search(records: list[dict[str, Any]], path: Path) -> Path | None:
     some (method, task) has two or more learning rates.
     """
     glue = [r for r in records if r["task"] in GLUE_TASKS and "heldout" in r["metrics"]]
-    series: dict[str, dict[str, dict[float, float]]] = defaultdict(lambda: defaultdict(dict))
-    for r in glue:
-        row = r["config"].get("row") or r["method"]["name"]
-        series[r["task"]][row][r["config"]["train"]["lr"]] = 100 * r["metrics"]["heldout"]["score"]
-    if not any(len(lrs) > 1 for rows in series.values() for lrs in rows.values()):
+    try:
+        choices = choose(glue)
+    except ValueError:  # not one search (no row, or several seeds per lr)
         return None
-    from experiments.report.labels import method_label
-
-    labels = {(r.get("config", {}).get("row") or r["method"]["name"]): method_label(r["method"])
-              for r in glue}  # fmt: skip
+    if not any(len(c.scores) > 1 for c in choices.values()):
+        return None
+    labels = {r["config"]["row"]: method_label(r["method"]) for r in glue}
+    series: dict[str, dict[str, Choice]] = defaultdict(dict)
+    for (row, task), c in choices.items():
+        series[task][row] = c
     tasks = sorted(series)
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.6), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
-        for row, by_lr in series[task].items():
-            lrs = sorted(by_lr)
-            (line,) = ax.plot(lrs, [by_lr[v] for v in lrs], marker="o", label=labels[row])
-            best = max(lrs, key=lambda v: (by_lr[v], -v))
-            ax.plot([best], [by_lr[best]], marker="o", markersize=12, fillstyle="none",
+        for row, c in series[task].items():
+            lrs = list(c.scores)
+            scores = [100 * c.scores[v] for v in lrs]
+            (line,) = ax.plot(lrs, scores, marker="o", label=labels[row])
+            ax.plot([c.lr], [100 * c.scores[c.lr]], marker="o", markersize=12, fillstyle="none",
                     color=line.get_color())  # fmt: skip
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
