@@ -60,8 +60,16 @@ demo-search: install ## The demo's lr search: one 5-point grid for FT, LoRA, Ada
 	echo "make demo-search: wall time $$(( took / 60 )) min $$(( took % 60 )) s"; \
 	exit $$status
 
-test: install ## Run the default test suite (no slow or GPU tests)
+test: install ## Run the default test suite (no slow or GPU tests), then `make rehearse`
 	$(PY) -m pytest -q $(ARGS)
+	$(MAKE) --no-print-directory rehearse ARGS=
+
+rehearse: install ## Every paper preset (Tables 2, 3), all rows and sweep points, on its real architecture (2 layers), random weights, 2 steps; no GPU or Hub (MEASURE min measured)
+	@start=$$(date +%s); \
+	$(PY) -m experiments.rehearse $(ARGS); status=$$?; \
+	took=$$(( $$(date +%s) - start )); \
+	echo "make rehearse: wall time $$(( took / 60 )) min $$(( took % 60 )) s"; \
+	exit $$status
 
 test-slow: install ## Run the slow tests too
 	$(PY) -m pytest -q -m "slow or not slow" $(ARGS)
@@ -99,7 +107,33 @@ latency: install ## Inference latency, paper Table 1/Fig. 5 (CPU ~10 min; GPU: A
 bench: install ## Training step time, peak memory, checkpoint size: LoRA vs full FT and vs peft (CPU ~8 min)
 	$(PY) -m experiments.bench $(ARGS)
 
-e2e-demo: install ## E2E NLG, Table 3's GPT-2 M methods (FT, FT^Top2, AdapterL, PreLayer, LoRA) on SmolLM2-135M, offline (35 min measured beside webnlg-demo, 1 torch thread each)
+e2e-demo-search: install ## The E2E demo's lr search: a 3-point grid each for FT and LoRA on SmolLM2-135M, seed 1, chosen by dev loss; writes conf/experiment/e2e_demo_lrs.yaml (6 runs, ~50 min estimated)
+	@start=$$(date +%s); status=0; \
+	points=$$($(PY) -m experiments.choose_lr --grid conf/experiment/e2e_demo_lr_search.yaml); \
+	for round in 0 1; do \
+	  [ -n "$$points" ] || break; \
+	  echo "e2e-demo-search: running (row lr):"; echo "$$points"; \
+	  echo "$$points" | OMP_NUM_THREADS=1 xargs -P 2 -L 1 sh -c '$(PY) -m experiments.train \
+	    experiment=e2e_demo_lr_search hydra.launcher.n_jobs=1 row=$$0 train.lr=$$1 $(ARGS)' || status=1; \
+	  points=$$($(PY) -m experiments.choose_lr --results-dir $(RESULTS) --experiment e2e_demo_lr_search --edges | cut -d' ' -f1,3); \
+	  [ -z "$$points" ] || echo "e2e-demo-search: winners at the grid's edge, one step beyond:"; \
+	done; \
+	$(PY) -m experiments.choose_lr --results-dir $(RESULTS) --experiment e2e_demo_lr_search \
+	  --out conf/experiment/e2e_demo_lrs.yaml --expect 3 || status=1; \
+	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment e2e_demo_lr_search; \
+	took=$$(( $$(date +%s) - start )); \
+	echo "make e2e-demo-search: wall time $$(( took / 60 )) min $$(( took % 60 )) s"; \
+	exit $$status
+
+e2e-demo: install ## E2E demo: FT vs LoRA on SmolLM2-135M at 160 steps, lrs from e2e-demo-search, 200 test MRs, BLEU and test NLL with paired intervals (~33 min estimated)
+	@start=$$(date +%s); \
+	$(PY) -m experiments.train experiment=e2e_demo $(ARGS); status=$$?; \
+	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment e2e_demo; \
+	took=$$(( $$(date +%s) - start )); \
+	echo "make e2e-demo: wall time $$(( took / 60 )) min $$(( took % 60 )) s; table: $(RESULTS)/tables/e2e_demo.md"; \
+	exit $$status
+
+table3-smollm2: install ## E2E NLG, Table 3's GPT-2 M methods (FT, FT^Top2, AdapterL, PreLayer, LoRA) on SmolLM2-135M, offline (35 min measured beside webnlg-demo, 1 torch thread each)
 	$(PY) -m experiments.train experiment=e2e_smollm2 $(ARGS)
 	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment e2e_smollm2
 
@@ -148,4 +182,4 @@ analysis: install ## Paper §7: Table 7, Figures 3-4 from 4 saved LoRA adapters 
 clean: ## Remove Trainer scratch space and Hydra logs (records are kept)
 	rm -rf outputs multirun .pytest_cache .ruff_cache
 
-.PHONY: help install demo demo-search test test-slow test-gpu lint format sweep tables table2 params latency bench e2e-demo webnlg-demo table5 table5-e2e table6 table16 table18 successors report analysis clean
+.PHONY: help install demo demo-search test rehearse test-slow test-gpu lint format sweep tables table2 params latency bench e2e-demo webnlg-demo table5 table5-e2e table6 table16 table18 successors report analysis clean e2e-demo-search table3-smollm2

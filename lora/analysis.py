@@ -6,6 +6,9 @@
   top-r subspace of another matrix, ‖U_Mᵀ W V_M‖_F, and how strongly ΔW amplifies the
   directions it shares with ``W`` (Table 7, §7.3).
 * :func:`lora_delta`: ΔW = (α/r)·B·A from saved factors.
+* :func:`effective_rank` and :func:`intruder_dimensions`: two later spectral diagnostics
+  of a fine-tuned matrix, the rank that holds most of ‖ΔW‖²_F (Biderman et al. 2024) and
+  the new top singular directions W0 lacks (Shuttleworth et al. 2024).
 
 All computation is done in float64 on CPU, so results do not depend on the dtype or
 device of the inputs; every function returns a Python ``float`` or a float64 tensor.
@@ -17,6 +20,8 @@ import torch
 
 __all__ = [
     "amplification_factor",
+    "effective_rank",
+    "intruder_dimensions",
     "lora_delta",
     "projected_norm",
     "right_singular_vectors",
@@ -44,6 +49,13 @@ def _count(k: object, name: str, high: int) -> int:
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= high:
         raise ValueError(f"{name} must be an integer in [1, {high}]; got {k!r}")
     return k
+
+
+def _fraction(x: object, name: str) -> float:
+    """``x`` as a float in (0, 1], or a one-line ValueError naming ``name``."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0.0 < x <= 1.0:
+        raise ValueError(f"{name} must be a number in (0, 1]; got {x!r}")
+    return float(x)
 
 
 def right_singular_vectors(A: torch.Tensor) -> torch.Tensor:
@@ -196,3 +208,75 @@ def lora_delta(lora_A: torch.Tensor, lora_B: torch.Tensor, scaling: float) -> to
             f"{tuple(B.shape)} and {tuple(A.shape)}"
         )
     return float(scaling) * (B @ A)
+
+
+def effective_rank(delta: torch.Tensor, energy: float = 0.9) -> int:
+    """How many of ΔW's largest singular values hold ``energy`` of ‖ΔW‖²_F.
+
+    The smallest k with σ_1² + … + σ_k² ≥ energy · Σ_i σ_i², the spectral measure of
+    Biderman et al. 2024, "LoRA Learns Less and Forgets Less" (a rank-r LoRA gives ≤ r;
+    full fine-tuning typically needs 10-100x more). Singular values below
+    σ_1 · max(d_out, d_in) · ε, numerical zeros as in ``torch.linalg.matrix_rank``, are
+    dropped, so energy=1 gives the numerical rank.
+
+    Args:
+        delta: the update ΔW = W_tuned - W0, shape (d_out, d_in), any real float dtype
+            (the SVD is taken in float64).
+        energy: the share of ‖ΔW‖²_F to hold, in (0, 1].
+
+    Returns:
+        k, an int in [0, min(d_out, d_in)]; 0 when ΔW is zero.
+
+    Raises:
+        ValueError: ``delta`` is not a non-empty, finite, real 2-D tensor, or ``energy``
+            is not in (0, 1].
+    """
+    delta = _matrix(delta, "delta")
+    energy = _fraction(energy, "energy")
+    s2 = torch.linalg.svdvals(delta).square()  # decreasing
+    s2 = s2[s2 > s2[0] * (max(delta.shape) * torch.finfo(torch.float64).eps) ** 2]
+    if s2.numel() == 0:
+        return 0
+    cumulative = s2.cumsum(0)
+    target = torch.tensor([energy * cumulative[-1].item()], dtype=torch.float64)
+    # the first index whose prefix sum reaches the target; min() guards rounding at energy=1
+    return min(int(torch.searchsorted(cumulative, target)) + 1, s2.numel())
+
+
+def intruder_dimensions(
+    w0: torch.Tensor, w_tuned: torch.Tensor, k: int = 10, eps: float = 0.5
+) -> int:
+    """How many of W_tuned's top-k left singular vectors are "intruders" to W0.
+
+    A tuned direction u_j is an intruder when max_i |cos(u_j, u0_i)| < eps over ALL left
+    singular vectors u0_i of W0, i.e. it is close to none of them (Shuttleworth et al.
+    2024, "LoRA vs Full Fine-tuning: An Illusion of Equivalence", §3). W0's vectors are those of its thin SVD, min(d_out, d_in) of them, so
+    for a tall W0 a direction outside its column space is an intruder. Rescaling W0's
+    singular values (same singular vectors) gives none.
+
+    Args:
+        w0: the pretrained weight, shape (d_out, d_in), any real float dtype.
+        w_tuned: the fine-tuned weight (W0 + ΔW), same shape; both SVDs in float64.
+        k: how many top left singular vectors of ``w_tuned`` to test, in
+            [1, min(d_out, d_in)].
+        eps: the cosine threshold, in (0, 1].
+
+    Returns:
+        The number of intruders, an int in [0, k].
+
+    Raises:
+        ValueError: a non-matrix input, different shapes, k out of range, or ``eps``
+            not in (0, 1].
+    """
+    w0, w_tuned = _matrix(w0, "w0"), _matrix(w_tuned, "w_tuned")
+    if w0.shape != w_tuned.shape:
+        raise ValueError(
+            f"w0 and w_tuned must have the same shape; got {tuple(w0.shape)} and "
+            f"{tuple(w_tuned.shape)}"
+        )
+    k = _count(k, "k", min(w0.shape))
+    eps = _fraction(eps, "eps")
+    u0 = torch.linalg.svd(w0, full_matrices=False).U
+    u_tuned = torch.linalg.svd(w_tuned, full_matrices=False).U[:, :k]
+    best = (u_tuned.T @ u0).abs().amax(dim=1)  # each tuned direction's closest W0 direction
+    return int((best < eps).sum())

@@ -10,6 +10,8 @@ import torch
 
 from lora.analysis import (
     amplification_factor,
+    effective_rank,
+    intruder_dimensions,
     lora_delta,
     projected_norm,
     right_singular_vectors,
@@ -194,6 +196,89 @@ def test_lora_delta():
     torch.testing.assert_close(lora_delta(a, b, 2.0), expected)
     with pytest.raises(ValueError, match="lora_B must have as many columns"):
         lora_delta(a, torch.ones(2, 2), 1.0)
+
+
+def _with_spectrum(d_out: int, d_in: int, sigma: list[float], seed: int) -> torch.Tensor:
+    """U·diag(σ)·Vᵀ with random orthonormal U (d_out, len σ) and V (d_in, len σ)."""
+    u, v = _orthogonal(d_out, seed)[:, : len(sigma)], _orthogonal(d_in, seed + 1)[:, : len(sigma)]
+    return u @ torch.diag(torch.tensor(sigma, dtype=torch.float64)) @ v.T
+
+
+def test_effective_rank_known_spectrum():
+    delta = _with_spectrum(12, 10, [3.0, 2.0, 1.0], seed=10)  # ‖ΔW‖² = 9 + 4 + 1 = 14
+    assert effective_rank(delta, 0.5) == 1  # 9 ≥ 7
+    assert effective_rank(delta) == 2  # 9 < 12.6 ≤ 13
+    assert effective_rank(delta, 0.95) == 3  # 13 < 13.3
+    assert effective_rank(delta, 1.0) == 3  # the numerical zeros are not counted
+    assert effective_rank(delta.float()) == 2  # the input dtype does not matter
+    assert effective_rank(torch.zeros(5, 4)) == 0
+    # exactly half of ‖ΔW‖² = 8 is already held by σ_1² = 4: ≥, not >
+    assert effective_rank(torch.diag(torch.tensor([2.0, 2.0])), 0.5) == 1
+
+
+def test_effective_rank_of_a_lora_update_is_at_most_r():
+    g = torch.Generator().manual_seed(11)
+    delta = lora_delta(torch.randn(3, 40, generator=g), torch.randn(30, 3, generator=g), 2.0)
+    assert 1 <= effective_rank(delta, 0.99) <= 3
+    assert effective_rank(delta, 1.0) == 3
+    # a full-rank matrix of equal singular values needs all of them for energy 1
+    assert effective_rank(_orthogonal(6, 12)) == 6
+
+
+def test_intruder_dimensions_none_for_w0_and_its_rescaling():
+    w0 = _with_spectrum(20, 8, [8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0], seed=13)
+    assert intruder_dimensions(w0, w0, k=8) == 0
+    u, _, vh = torch.linalg.svd(w0, full_matrices=False)
+    rescaled = u @ torch.diag(torch.tensor([0.5, 9.0, 3.0, 20.0, 1.0, 7.0, 2.0, 4.0],
+                                           dtype=torch.float64)) @ vh  # fmt: skip
+    assert intruder_dimensions(w0, rescaled, k=8) == 0
+
+
+def test_intruder_dimensions_counts_an_orthogonal_direction():
+    w0 = _with_spectrum(20, 8, [8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0], seed=14)
+    u0, _, vh0 = torch.linalg.svd(w0, full_matrices=False)
+    # a unit vector outside W0's column space (8 of the 20 output dimensions)
+    q, _ = torch.linalg.qr(torch.cat([u0, torch.randn(20, 1, dtype=torch.float64)], dim=1))
+    u = q[:, 8]
+    assert (u0.T @ u).tolist() == pytest.approx([0.0] * 8, abs=1e-12)
+    # along W0's weakest input direction the SVD is exact: W0's other 7 left vectors stay
+    # and the new top one is (1·u0_8 + 10·u) / √101, with |cos| ≤ 1/√101 ≈ 0.0995 to W0
+    tuned = w0 + 10.0 * torch.outer(u, vh0[7])
+    assert intruder_dimensions(w0, tuned, k=1) == 1
+    assert intruder_dimensions(w0, tuned, k=8) == 1
+    assert intruder_dimensions(w0, tuned, k=8, eps=0.05) == 0  # 0.0995 is not below 0.05
+    # along a random input direction the large new top direction is still an intruder
+    v = torch.randn(8, generator=torch.Generator().manual_seed(15), dtype=torch.float64)
+    assert intruder_dimensions(w0, w0 + 100.0 * torch.outer(u, v / v.norm()), k=1) == 1
+    # W0's thin SVD: with one spare output dimension (9 x 8) the full SVD's extra vector
+    # would be ±u itself, and the new direction would wrongly match it
+    w0 = _with_spectrum(9, 8, [8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0], seed=16)
+    u0, _, vh0 = torch.linalg.svd(w0, full_matrices=False)
+    q, _ = torch.linalg.qr(torch.cat([u0, torch.randn(9, 1, dtype=torch.float64)], dim=1))
+    assert intruder_dimensions(w0, w0 + 10.0 * torch.outer(q[:, 8], vh0[7]), k=8) == 1
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: effective_rank(torch.ones(3)), "delta must be a non-empty 2-D"),
+        (lambda: effective_rank(torch.ones(3, 3), 0.0), r"energy must be a number in \(0, 1\]"),
+        (lambda: effective_rank(torch.ones(3, 3), 1.5), "energy must be a number"),
+        (lambda: effective_rank(torch.ones(3, 3), True), "energy must be a number"),
+        (lambda: intruder_dimensions(torch.ones(4, 3), torch.ones(3, 4)), "same shape"),
+        (lambda: intruder_dimensions(torch.ones(4, 3), torch.ones(4, 3), k=0),
+         r"k must be an integer in \[1, 3\]"),
+        (lambda: intruder_dimensions(torch.ones(4, 3), torch.ones(4, 3), k=4), "k must be"),
+        (lambda: intruder_dimensions(torch.ones(4, 3), torch.ones(4, 3), k=1, eps=0),
+         r"eps must be a number in \(0, 1\]"),
+        (lambda: intruder_dimensions(torch.ones(4, 3), torch.ones(4, 3), k=1, eps=1.1),
+         "eps must be a number"),
+        (lambda: intruder_dimensions(torch.ones(4, 3), torch.ones(4), k=1), "w_tuned must be"),
+    ],
+)  # fmt: skip
+def test_spectral_diagnostics_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
 
 
 # ---------------------------------------------------------------- harness side

@@ -6,6 +6,7 @@ import json
 import math
 import os
 
+import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -19,13 +20,15 @@ from experiments.core.generation import (
     SequenceFormat,
     beam_decode,
     encode_pair,
+    reference_nll,
 )
 from experiments.core.models import resolve_pretrained
 from experiments.core.records import load_records
 from experiments.core.schema import ConfigError, validate
+from experiments.e2e import mteval
 from experiments.e2e.data import group_by_mr, linearize_mr, load_e2e, parse_mr, pretokenize
 from experiments.e2e.metrics import read_predictions, read_references
-from experiments.e2e.task import OutputCleaner
+from experiments.e2e.task import OutputCleaner, select_mrs
 from experiments.report.tables import write_tables
 from experiments.tasks import known_tasks
 from experiments.train import run
@@ -196,6 +199,32 @@ def test_batched_beam_search_equals_one_mr_at_a_time(tiny_gpt2_dir):
         beam_decode(model, tok, fmt, contexts, settings, 20)
 
 
+def test_reference_nll_equals_the_models_own_loss(tiny_gpt2_dir):
+    tok = AutoTokenizer.from_pretrained(tiny_gpt2_dir)
+    model = GPT2LMHeadModel.from_pretrained(tiny_gpt2_dir).eval()
+    fmt = SequenceFormat.for_tokenizer(tok)
+    test = [("name : A", ["A is a pub .", "A , a pub near B ."]), ("name : B", ["B ."])]
+    nll, tokens = reference_nll(model, tok, fmt, test, 64, batch_size=2)
+    for (context, refs), total, count in zip(test, nll, tokens, strict=True):
+        want_total, want_count = 0.0, 0
+        for ref in refs:  # HF's loss is the mean over the labelled (shifted) tokens
+            pair = encode_pair(tok, fmt, context, ref, 64)
+            ids = torch.tensor([pair["input_ids"]])
+            n = sum(label != -100 for label in pair["labels"])
+            loss = model(input_ids=ids, labels=torch.tensor([pair["labels"]])).loss
+            want_total, want_count = want_total + loss.item() * n, want_count + n
+        assert count == want_count and total == pytest.approx(want_total, rel=1e-5)
+    one_by_one = reference_nll(model, tok, fmt, test, 64, batch_size=1)  # padding changes nothing
+    assert one_by_one[0] == pytest.approx(nll, rel=1e-5) and one_by_one[1] == tokens
+
+
+def test_select_mrs_is_a_fixed_sample_across_the_file():
+    assert select_mrs(5, None) == select_mrs(5, 9) == [0, 1, 2, 3, 4]
+    picked = select_mrs(630, 200)
+    assert picked == sorted(set(picked)) and len(picked) == 200 and picked == select_mrs(630, 200)
+    assert picked[-1] > 600  # not the first 200: the test file is sorted by restaurant name
+
+
 def e2e_overrides(model_dir, results_dir, *extra):
     return [
         "task=e2e", "model.name=tiny-gpt2", "model.source=hub", f"model.pretrained={model_dir}",
@@ -225,8 +254,18 @@ def test_e2e_runs_end_to_end_and_tabulates(tiny_gpt2_dir, tmp_path, monkeypatch)
         record = run(compose_cfg(e2e_overrides(tiny_gpt2_dir, tmp_path, *extra)))
         assert record["status"] == "ok" and record["task"] == "e2e"
         test = record["metrics"]["test"]
-        assert set(test) == {"BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr"}
+        assert set(test) == {"BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr", "NLL"}
         assert all(math.isfinite(v) for v in test.values())
+        per_mr = record["predictions"]["test"]  # the paired statistics read only these
+        assert per_mr["index"] == [0, 1, 2] and per_mr["epoch"] == record["metrics"]["best_epoch"]
+        predictions = read_predictions(record["decode"]["files"]["predictions"])
+        assert per_mr["text"] == predictions
+        refs = read_references(record["decode"]["files"]["references"])
+        assert mteval.bleu_from_stats(np.sum(per_mr["bleu_stats"], 0)) == pytest.approx(
+            mteval.bleu(refs, predictions), rel=1e-12
+        )
+        assert test["NLL"] == pytest.approx(sum(per_mr["nll_sum"]) / sum(per_mr["tokens"]), 1e-6)
+        assert all(n > len(g) for n, g in zip(per_mr["tokens"], refs, strict=True))
         assert (
             record["metrics"]["main_metric"] == "BLEU" and record["metrics"]["main"] == test["BLEU"]
         )
@@ -295,7 +334,7 @@ def test_presets_set_the_paper_recipe():
     assert (t.lr, t.batch_size, t.epochs, t.warmup_steps, t.label_smoothing, t.weight_decay) == (
         2e-4, 8, 5, 500, 0.1, 0.01)  # fmt: skip
     assert (d.num_beams, d.length_penalty, d.no_repeat_ngram_size) == (10, 0.9, 4)
-    demo = compose_cfg(["experiment=e2e_demo", "row=full_ft"])
+    demo = compose_cfg(["experiment=e2e_minilm", "row=full_ft"])
     assert validate(demo, known_tasks()).name == "full_ft" and demo.task.decode.max_mrs is None
 
 
@@ -313,7 +352,7 @@ def test_real_e2e_data_and_a_debug_sized_run(tmp_path):
     )
     assert all(pretokenize(ref) == ref for _, ref in data["train"][:5000])
     cfg = compose_cfg([
-        "experiment=e2e_demo", "row=lora", "debug=fdr",
+        "experiment=e2e_minilm", "row=lora", "debug=fdr",
         "task.decode.max_mrs=4", "task.decode.max_new_tokens=8", "task.decode.num_beams=2",
         f"paths.results_dir={tmp_path}", f"paths.output_dir={tmp_path}/outputs",
     ])  # fmt: skip

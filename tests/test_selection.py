@@ -88,3 +88,25 @@ def test_edge_winners_extend_the_grid_once_per_side():
     assert extensions(choices, tried) == [("full_ft", "sst2", 3e-5), ("lora", "sst2", 1e-2)]
     tried[("lora", "sst2")].add(1e-2)  # tried and diverged: that side is closed
     assert extensions(choices, tried) == [("full_ft", "sst2", 3e-5)]
+
+
+def test_generation_trials_choose_the_lowest_dev_loss(tmp_path):
+    recs = []
+    for lr, loss in ((1e-4, 2.61), (3e-4, 2.55), (1e-3, 2.58)):
+        rec = trial("full_ft", "e2e", lr, 0)
+        del rec["metrics"]["heldout"]
+        rec["metrics"]["best"] = {"dev_loss": loss}
+        recs.append(rec)
+    got = choose(recs)[("full_ft", "e2e")]
+    assert (got.lr, got.criterion, got.at_edge) == (3e-4, "dev_loss", False)
+    assert got.scores == {1e-4: -2.61, 3e-4: -2.55, 1e-3: -2.58}
+    for rec in recs:
+        write_atomic(tmp_path / "runs" / "search" / f"{rec['run_id']}.json", rec)
+    out = tmp_path / "lrs.yaml"
+    choose_main(["--results-dir", str(tmp_path), "--experiment", "search", "--out", str(out)])
+    text = out.read_text()
+    assert yaml.safe_load(text)["hparams"]["full_ft"]["lr"]["e2e"] == 3e-4
+    assert "lowest dev loss" in text and "1e-04 2.610  3e-04* 2.550  1e-03 2.580" in text
+    recs[0]["metrics"]["heldout"] = {"score": 0.5}
+    with pytest.raises(ValueError, match="mix held-out and dev-loss"):
+        choose(recs)

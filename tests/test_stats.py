@@ -73,8 +73,14 @@ def test_batched_rows_equal_per_row():
     np.testing.assert_array_equal(_rank(x), sps.rankdata(x, axis=1))
     p, y = _classes(rng, (6, 30))
     for name, fn in _BATCHED.items():
+        if name in ("nll", "bleu"):  # per-segment statistics, checked below
+            continue
         want = [METRICS[name](p[i], y[i]) for i in range(6)]
         np.testing.assert_allclose(fn(p, y), want, atol=1e-12, equal_nan=True)
+    stats, tokens = rng.integers(1, 9, size=(6, 30, 9)), rng.integers(1, 9, size=(6, 30))
+    for name, pred in (("nll", tokens * 1.5 + rng.random((6, 30))), ("bleu", stats)):
+        want = [METRICS[name](pred[i], tokens[i]) for i in range(6)]
+        np.testing.assert_allclose(_BATCHED[name](pred, tokens), want, rtol=1e-12)
 
 
 def test_identical_predictions_give_exactly_zero():
@@ -191,7 +197,7 @@ def test_label_mismatch_and_bad_input_raise():
     with pytest.raises(ValueError, match="seed 7"):
         paired_bootstrap(a, {7: _run(y[:3], y)}, "accuracy")
     with pytest.raises(ValueError, match="unknown metric"):
-        paired_bootstrap(a, a, "bleu")
+        paired_bootstrap(a, a, "rouge")
     with pytest.raises(ValueError):
         paired_bootstrap(a, a, "accuracy", confidence=1.5)
 
@@ -293,3 +299,55 @@ def test_claim_validation():
 
 def test_scheme_is_one_sentence():
     assert SCHEME.endswith(".") and SCHEME.count(". ") == 0 and "seed" in SCHEME
+
+
+def test_bleu_metric_equals_mteval_on_stats_rows():
+    from experiments.e2e import mteval
+
+    refs = [["the cat sat on the mat", "a cat sat"], ["there is a pub"], ["x y z w v"]]
+    hyps = ["the cat sat on a mat", "there is a pub near", "x y"]
+    rows = np.array(mteval.bleu_stats(refs, hyps))
+    assert rows.shape == (3, 9)
+    zeros = np.zeros(3)
+    assert METRICS["bleu"](rows, zeros) == pytest.approx(mteval.bleu(refs, hyps), rel=1e-12)
+    assert mteval.bleu_from_stats(rows[:2].sum(0)) == pytest.approx(
+        mteval.bleu(refs[:2], hyps[:2]), rel=1e-12
+    )
+
+
+def test_bleu_bootstrap_over_segments_by_hand():
+    # A matches every reference exactly (BLEU 1), B shares no n-gram (BLEU ~1e-15): every
+    # replicate's difference is 1 - ~0, so the interval collapses on +100 points.
+    from experiments.e2e import mteval
+
+    refs = [[f"w{i} a b c d e"] for i in range(20)]
+    a = np.array(mteval.bleu_stats(refs, [r[0] for r in refs]))
+    b = np.array(mteval.bleu_stats(refs, ["q r s t u v"] * 20))
+    run = lambda s: {1: (s, np.zeros(20), np.arange(20))}  # noqa: E731
+    iv = paired_bootstrap(run(a), run(b), "bleu", n_resamples=200)
+    assert iv.diff == pytest.approx(100.0) and iv.low == pytest.approx(100.0)
+    assert iv.n_examples == 20
+
+
+def test_nll_is_a_ratio_of_sums_and_pairs_per_segment():
+    tokens = np.array([10, 20, 30, 40])
+    b = np.array([20.0, 40.0, 60.0, 80.0])  # 2 nats/token everywhere
+    assert METRICS["nll"](b, tokens) == pytest.approx(2.0)
+    a = b - 0.5 * tokens  # 1.5 nats/token everywhere: A - B is -0.5 in every resample
+    iv = paired_bootstrap(
+        {1: (a, tokens, np.arange(4))}, {1: (b, tokens, np.arange(4))}, "nll", scale=1.0
+    )
+    assert (iv.diff, iv.low, iv.high) == pytest.approx((-0.5, -0.5, -0.5))
+    claim = Claim("no worse than FT in NLL", "at_most", 0.05)
+    assert verdict(iv, claim) == "agrees"
+    worse = Interval(0.2, 0.1, 0.3, 1, 4)
+    assert verdict(worse, claim) == "contradicts"
+    assert verdict(Interval(0.0, -0.1, 0.1, 1, 4), claim) == "inconclusive"
+
+
+def test_two_dimensional_pred_needs_matching_length():
+    rows = np.ones((3, 9))
+    with pytest.raises(ValueError, match="must share n"):
+        paired_bootstrap(
+            {1: (rows, np.zeros(4), np.arange(4))}, {1: (rows, np.zeros(4), np.arange(4))}, "bleu"
+        )

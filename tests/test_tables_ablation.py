@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 
 from experiments.core.records import SCHEMA_VERSION, code_files, code_version, write_atomic
-from experiments.report.ablation_tables import layout_for
+from experiments.report.specs import layout_for
 from experiments.report.tables import write_tables
 
 CURRENT = {"git_commit": "0123456789abcdef", "git_dirty": False, "code_files": code_files(),

@@ -7,10 +7,15 @@ import csv
 import pytest
 
 from experiments.core.records import SCHEMA_VERSION, code_files, code_version, write_atomic
-from experiments.report.e2e_tables import lora_ft_gap_note
 from experiments.report.load import kind
-from experiments.report.paper_numbers import PAPER_TABLE14, TABLE3, WEBNLG_COLUMNS
-from experiments.report.webnlg_tables import render_webnlg
+from experiments.report.render import Pooled
+from experiments.report.specs import (
+    PAPER_TABLE14,
+    TABLE3,
+    WEBNLG,
+    WEBNLG_COLUMNS,
+    lora_ft_gap_note,
+)
 from experiments.webnlg import data as webnlg_data
 from experiments.webnlg.task import select_test
 
@@ -52,7 +57,7 @@ def _rows(md: str) -> list[list[str]]:
 
 def test_table14_columns_means_over_seeds_and_paper_rows():
     records = [_record(LORA, 1, 40.0), _record(LORA, 2, 42.0), _record(FT, 1, 45.0, lr=1e-4)]
-    md, rows = render_webnlg("webnlg_smollm2", records, "A preset note.")
+    md, rows = WEBNLG.render("webnlg_smollm2", records, "A preset note.")
     header = next(line for line in md.splitlines() if line.startswith("| Model"))
     assert "| BLEU U | BLEU S | BLEU A | MET U | MET S | MET A | TER U | TER S | TER A |" in header
     ours = {r[1]: r for r in _rows(md)}
@@ -84,9 +89,10 @@ def test_paper_table14_has_every_column():
 
 
 def test_gap_note_agrees_within_one_bleu_and_is_absent_without_both_methods():
-    rows = [{"model": "m", "method": "lora", "mean": {"BLEU": 69.5}},
-            {"model": "m", "method": "lora", "mean": {"BLEU": 60.0}},  # a worse lr: not used
-            {"model": "m", "method": "full_ft", "mean": {"BLEU": 70.0}}]  # fmt: skip
+    def row(method, bleu):  # a table row as the engine pools it: BLEU's mean over seeds
+        return {"model": "m", "method": method, "cells": {"BLEU": Pooled([bleu], median=False)}}
+
+    rows = [row("lora", 69.5), row("lora", 60.0), row("full_ft", 70.0)]  # 60.0: a worse lr
     note = lora_ft_gap_note(rows, "BLEU", "BLEU", TABLE3)
     assert note == ("LoRA − FT gap, best row of each: m: LoRA − FT BLEU = -0.5 (agrees with the "
                     "paper (LoRA matches or beats FT)); paper GPT-2 M: +2.2.")  # fmt: skip

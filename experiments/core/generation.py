@@ -1,7 +1,8 @@
 """Causal-LM pieces every generation task shares (E2E, WebNLG, DART): the prompt format,
 training pairs with the loss on the completion only, the padding collator, the in-memory
-best-epoch snapshot, batched beam search, and :func:`train_and_decode`, which chains them
-(load, adapt, fit with best-epoch selection on the dev loss, decode the test contexts).
+best-epoch snapshot, the test references' NLL, batched beam search, and
+:func:`train_and_decode`, which chains them (load, adapt, fit with best-epoch selection on
+the dev loss, score the test references under teacher forcing, decode the test contexts).
 
 Training follows the LoRA code (``examples/NLG/src/gpt2_ft.py``; paper §D.3): each
 (context, reference) pair is ``context + <sep>`` followed by ``" " + reference + <eos>``,
@@ -14,11 +15,13 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from datasets import Dataset
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
@@ -44,6 +47,7 @@ __all__ = [
     "SequenceFormat",
     "beam_decode",
     "encode_pair",
+    "reference_nll",
     "train_and_decode",
 ]
 
@@ -180,6 +184,61 @@ class KeepBestEpoch(TrainerCallback):
                     p.copy_(self.weights[name])
 
 
+def reference_nll(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    fmt: SequenceFormat,
+    test: Sequence[tuple[str, Sequence[str]]],
+    max_length: int,
+    batch_size: int,
+    prompt_lengths: bool = False,
+) -> tuple[list[float], list[int]]:
+    """Summed token NLL of each test input's references under teacher forcing.
+
+    Each (context, reference) is encoded as in training (:func:`encode_pair`, cut at
+    ``max_length``) and scored without label smoothing: the NLL in nats of every reference
+    token and its end token, given the context and the reference tokens before it. The
+    mean per-token test NLL of a set of inputs is ``sum(nll) / sum(tokens)`` over them,
+    which is what the paired bootstrap resamples (``experiments.report.stats``, "nll").
+
+    Args:
+        test: (context, references) per test input.
+        max_length: the training pairs' length limit (after virtual tokens).
+        batch_size: pairs per forward pass (they are sorted by length to pad least).
+        prompt_lengths: pass each pair's context length to the model (prefix methods).
+
+    Returns:
+        ``(nll, tokens)``: per test input, in order, the summed NLL (float, nats) and the
+        number of scored tokens (int).
+    """
+    pairs = [
+        (owner, encode_pair(tokenizer, fmt, context, ref, max_length))
+        for owner, (context, refs) in enumerate(test)
+        for ref in refs
+    ]
+    pairs.sort(key=lambda p: len(p[1]["input_ids"]))
+    collate = CompletionCollator(fmt.pad, prompt_lengths=prompt_lengths)
+    nll, tokens = [0.0] * len(test), [0] * len(test)
+    model.eval()
+    with torch.no_grad(), tqdm(total=len(pairs), desc="test NLL", unit="ref") as bar:
+        for start in range(0, len(pairs), batch_size):
+            chunk = pairs[start : start + batch_size]
+            batch = {k: v.to(model.device) for k, v in collate([f for _, f in chunk]).items()}
+            labels = batch.pop("labels")
+            logits = model(**batch).logits[:, :-1].float()
+            target = labels[:, 1:]
+            loss = F.cross_entropy(
+                logits.transpose(1, 2), target, ignore_index=-100, reduction="none"
+            )
+            for (owner, _), row_loss, row_n in zip(
+                chunk, loss.sum(1).tolist(), (target != -100).sum(1).tolist(), strict=True
+            ):
+                nll[owner] += row_loss
+                tokens[owner] += row_n
+            bar.update(len(chunk))
+    return nll, tokens
+
+
 def beam_decode(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -251,7 +310,10 @@ class GenerationRun:
         tokenizer: the model's tokenizer (to turn ``outputs`` into text).
         fit: the training result; ``fit.best`` is the lowest-dev-loss epoch, decoded.
         outputs: new token ids per test context, in input order (:func:`beam_decode`).
+        nll, nll_tokens: per test input, its references' summed NLL (nats) and token
+            count (:func:`reference_nll`).
         decode_seconds: wall time of the beam search, s.
+        nll_seconds: wall time of the test NLL, s.
         train_size, dev_size: encoded training and dev pairs.
         train_truncated: training pairs cut at ``max_seq_length`` (no end token left).
         max_seq_length: the length pairs were cut to, after virtual tokens.
@@ -261,7 +323,10 @@ class GenerationRun:
     tokenizer: PreTrainedTokenizerBase
     fit: FitResult
     outputs: list[list[int]]
+    nll: list[float]
+    nll_tokens: list[int]
     decode_seconds: float
+    nll_seconds: float
     train_size: int
     dev_size: int
     train_truncated: int
@@ -278,6 +343,33 @@ class GenerationRun:
             "selection": "lowest dev loss; only that epoch's weights are decoded",
         }
 
+    @property
+    def test_nll(self) -> float:
+        """Mean per-token NLL (nats) of all scored test references."""
+        return sum(self.nll) / max(sum(self.nll_tokens), 1)
+
+    def per_input(
+        self,
+        index: Sequence[int],
+        texts: Sequence[str],
+        bleu_stats: Sequence[Sequence[int]] | None = None,
+    ) -> dict[str, Any]:
+        """The record's ``predictions.test``: per test input, in decoding order, its
+        ``index`` in the test set, decoded ``text``, references' ``nll_sum`` (nats, 7
+        significant digits) and ``tokens``, and its BLEU ``bleu_stats`` row when given; the
+        paired statistics of ``experiments.report.stats`` read these and nothing else."""
+        out = {
+            "split": "test",
+            "epoch": self.fit.best.get("epoch"),
+            "index": list(index),
+            "text": list(texts),
+            "nll_sum": [float(f"{v:.7g}") for v in self.nll],
+            "tokens": list(self.nll_tokens),
+        }
+        if bleu_stats is not None:
+            out["bleu_stats"] = [list(row) for row in bleu_stats]
+        return out
+
     def timing(self, per_input_key: str, n_inputs: int, score_seconds: float) -> dict[str, Any]:
         """The record's ``timing``: seconds for training, dev loss, decoding and scoring,
         plus ``per_input_key`` = decoding ms per test input."""
@@ -289,6 +381,7 @@ class GenerationRun:
             "eval_seconds": r.best.get("eval_dev_runtime"),
             "decode_seconds": round(self.decode_seconds, 2),
             per_input_key: round(1000 * self.decode_seconds / max(n_inputs, 1), 1),
+            "test_nll_seconds": round(self.nll_seconds, 2),
             "score_seconds": round(score_seconds, 2),
         }
 
@@ -299,10 +392,11 @@ def train_and_decode(
     output_dir: Path,
     train_pairs: list[tuple[str, str]],
     dev_pairs: list[tuple[str, str]],
-    contexts: list[str],
+    test: Sequence[tuple[str, Sequence[str]]],
 ) -> GenerationRun:
     """Load ``cfg.model`` as a causal LM, apply ``method``, fit on (context, reference)
-    pairs keeping the lowest-dev-loss epoch's weights, and beam-search ``contexts``.
+    pairs keeping the lowest-dev-loss epoch's weights, then score ``test``'s references
+    (:func:`reference_nll`) and beam-search its contexts.
 
     Encoder configs (BERT) get ``is_decoder=True``, i.e. ``BertLMHeadModel`` with causal
     attention. Training batches are grouped by length; ``task.decode`` sets the search.
@@ -344,12 +438,21 @@ def train_and_decode(
     )
     keeper.restore()
     start = time.perf_counter()
+    nll, nll_tokens = reference_nll(
+        model, tokenizer, fmt, test, max_len, cfg.train.eval_batch_size, virtual > 0
+    )
+    nll_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    contexts = [context for context, _ in test]
     outputs = beam_decode(model, tokenizer, fmt, contexts, cfg.task.decode, max_positions - virtual)
     return GenerationRun(
         tokenizer=tokenizer,
         fit=result,
         outputs=outputs,
+        nll=nll,
+        nll_tokens=nll_tokens,
         decode_seconds=time.perf_counter() - start,
+        nll_seconds=nll_seconds,
         train_size=len(train_ds),
         dev_size=len(dev_ds),
         train_truncated=sum(row[-1] != fmt.eos for row in train_ds["labels"]),

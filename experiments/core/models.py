@@ -10,6 +10,8 @@
   ``$LORA_CACHE_DIR/<model.name>/`` (default ``~/.cache/lora-repro``); later loads read
   the cache. The package is located, never imported (its ``__init__`` needs llama-cpp).
 - ``hub``: ``from_pretrained`` on a Hub id, the path users take on GPU machines.
+- ``random``: no weights at all: ``model.arch`` built with random weights and a stand-in
+  tokenizer (``debug=rehearse``; :mod:`experiments.core.rehearsal`, imported only then).
 
 :func:`build_from_arch` instead builds the model from the config's dimensions on the
 meta device, which costs no memory or network and is what parameter counting uses.
@@ -162,12 +164,21 @@ def resolve_pretrained(model_cfg: DictConfig) -> str:
         return str(package.get_model_path())
     if model_cfg.source == "gguf_package":
         return str(gguf_cache(model_cfg))
+    if model_cfg.source == "random":  # a folder with the arch's config.json (no weights)
+        from experiments.core import rehearsal
+
+        return str(rehearsal.config_folder(model_cfg))
     return str(model_cfg.pretrained)
 
 
 def load_tokenizer(model_cfg: DictConfig) -> PreTrainedTokenizerBase:
     """The model's tokenizer; GPT-2/Llama-style tokenizers without one get pad = eos."""
-    tok = AutoTokenizer.from_pretrained(resolve_pretrained(model_cfg))
+    if model_cfg.source == "random":
+        from experiments.core import rehearsal
+
+        tok = rehearsal.stand_in_tokenizer(model_cfg)
+    else:
+        tok = AutoTokenizer.from_pretrained(resolve_pretrained(model_cfg))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -190,14 +201,17 @@ def load_model(model_cfg: DictConfig, head: str, **config_kwargs: Any) -> PreTra
     """
     if head not in HEAD_CLASSES:
         raise ValueError(f"head must be one of {HEAD_CLASSES}; got {head!r}")
-    path = resolve_pretrained(model_cfg)
-    if head == "sequence_classification":
+    if model_cfg.source == "random":  # debug=rehearse: the architecture, random weights
+        from experiments.core import rehearsal
+
+        model = rehearsal.random_model(model_cfg, head, **config_kwargs)
+    elif head == "sequence_classification":
         # A checkpoint with another head size (e.g. MNLI's 3 classes) gets a fresh head.
         model = AutoModelForSequenceClassification.from_pretrained(
-            path, ignore_mismatched_sizes=True, **config_kwargs
+            resolve_pretrained(model_cfg), ignore_mismatched_sizes=True, **config_kwargs
         )
     else:
-        model = AutoModelForCausalLM.from_pretrained(path, **config_kwargs)
+        model = AutoModelForCausalLM.from_pretrained(resolve_pretrained(model_cfg), **config_kwargs)
     config = model.config
     if (
         getattr(config, "pad_token_id", 0) is None

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # lora imports torch: only validate() loads it
     from lora.methods import MethodConfig
 
 PRECISIONS = ("fp32", "fp16", "bf16")
-MODEL_SOURCES = ("hub", "package", "gguf_package")
+MODEL_SOURCES = ("hub", "package", "gguf_package", "random")
 LOGGERS = ("wandb",)
 SCHEDULERS = ("linear", "constant", "cosine")
 #: keys of ``task.decode`` (E2E beam search; conf/task/e2e.yaml)
@@ -47,7 +47,7 @@ class ConfigError(ValueError):
 class ModelCfg:
     name: str = MISSING
     pretrained: str = MISSING  # Hub id, or the package holding the weights
-    source: str = "hub"  # hub | package | gguf_package (pretrained: <package>/<file>.gguf)
+    source: str = "hub"  # hub | package | gguf_package (<package>/<file>.gguf) | random
     arch: dict[str, Any] = field(default_factory=dict)  # config dims for meta-device builds
 
 

@@ -2,8 +2,10 @@
 
 A search is a set of records at one seed that differ only in ``train.lr`` within each
 (row, task); each carries held-out selection (``metrics.heldout.score``, GLUE's
-``data.heldout``). The winner has the best held-out score, the smaller learning rate on
-a tie. The dev set a table reports never enters the choice.
+``data.heldout``) or, for generation tasks, the dev loss of its best epoch
+(``metrics.best.dev_loss``; the test set is what those tables report). The winner has the
+best held-out score (the lowest dev loss), the smaller learning rate on a tie. The set a
+table reports never enters the choice.
 """
 
 from __future__ import annotations
@@ -25,11 +27,14 @@ class Choice:
 
     Attributes:
         lr: the chosen learning rate.
-        scores: every trial's held-out score (main metric, natural units), by lr.
+        scores: every trial's score, higher is better, by lr: the held-out main metric
+            (natural units), or minus the dev loss (nats per token).
+        criterion: ``"heldout"`` or ``"dev_loss"``, which the scores are.
     """
 
     lr: float
     scores: dict[float, float]
+    criterion: str = "heldout"
 
     @property
     def at_edge(self) -> bool:
@@ -54,23 +59,31 @@ def unit_key(record: dict[str, Any]) -> str:
                       sort_keys=True, default=str)  # fmt: skip
 
 
+def _score(record: dict[str, Any]) -> tuple[str, float] | None:
+    metrics = record["metrics"]
+    if "heldout" in metrics:
+        return "heldout", metrics["heldout"]["score"]
+    loss = (metrics.get("best") or {}).get("dev_loss")
+    return None if loss is None else ("dev_loss", -loss)
+
+
 def choose(records: list[dict[str, Any]]) -> dict[tuple[str, str], Choice]:
-    """Per (row, task), the learning rate with the best held-out score.
+    """Per (row, task), the learning rate with the best held-out score (lowest dev loss).
 
     Args:
         records: ok records of one search, each with ``config.row`` and
-            ``metrics.heldout``.
+            ``metrics.heldout`` or ``metrics.best.dev_loss``.
 
     Raises:
-        ValueError: a record lacks held-out selection or a row, or one (row, task) holds
+        ValueError: a record lacks a row or a selection score, or one (row, task) holds
             trials of different settings (besides lr) or seeds: they are not one search.
     """
     units: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in records:
         row = r["config"].get("row")
-        if row is None or "heldout" not in r["metrics"]:
+        if row is None or _score(r) is None:
             raise ValueError(f"record {r.get('run_id')} has no row or no held-out selection "
-                             "(data.heldout); it cannot be a search trial")  # fmt: skip
+                             "(data.heldout) or dev loss; it cannot be a search trial")  # fmt: skip
         units[(row, r["task"])].append(r)
     out = {}
     for (row, task), trials in sorted(units.items()):
@@ -78,10 +91,12 @@ def choose(records: list[dict[str, Any]]) -> dict[tuple[str, str], Choice]:
         if len(keys) > 1:
             raise ValueError(f"the trials of {row} on {task} differ in more than train.lr "
                              f"({len(keys)} settings or seeds); one search per folder")  # fmt: skip
-        scores = {float(r["config"]["train"]["lr"]): r["metrics"]["heldout"]["score"]
-                  for r in trials}  # fmt: skip
+        criteria = {_score(r)[0] for r in trials}
+        if len(criteria) > 1:
+            raise ValueError(f"the trials of {row} on {task} mix held-out and dev-loss selection")
+        scores = {float(r["config"]["train"]["lr"]): _score(r)[1] for r in trials}
         lr = max(scores, key=lambda v: (scores[v], -v))
-        out[(row, task)] = Choice(lr, dict(sorted(scores.items())))
+        out[(row, task)] = Choice(lr, dict(sorted(scores.items())), criteria.pop())
     return out
 
 

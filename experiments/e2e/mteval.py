@@ -28,7 +28,16 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
-__all__ = ["BLEU_MAX_ORDER", "NIST_BETA", "NIST_MAX_ORDER", "bleu", "nist", "tokenize"]
+__all__ = [
+    "BLEU_MAX_ORDER",
+    "NIST_BETA",
+    "NIST_MAX_ORDER",
+    "bleu",
+    "bleu_from_stats",
+    "bleu_stats",
+    "nist",
+    "tokenize",
+]
 
 BLEU_MAX_ORDER = 4
 NIST_MAX_ORDER = 5
@@ -134,20 +143,54 @@ def bleu(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -> floa
 
     Source: Papineni et al. 2002; mteval-v13a.pl as ported in e2e-metrics ``metrics/pymteval.py``.
     """
-    matches = [0] * BLEU_MAX_ORDER
-    candidates = [0] * BLEU_MAX_ORDER
-    closest_ref_len = 0
+    return bleu_from_stats(
+        [sum(col) for col in zip(*bleu_stats(references, hypotheses), strict=True)]
+    )
+
+
+def bleu_stats(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -> list[list[int]]:
+    """Per-segment sufficient statistics of :func:`bleu`, for resampling segments.
+
+    Summing the rows over any set of segments and passing the sums to
+    :func:`bleu_from_stats` gives that set's corpus BLEU, so a bootstrap over segments
+    (experiments.report.stats, metric ``"bleu"``) needs only these rows.
+
+    Args and raises: as :func:`bleu`.
+
+    Returns:
+        One row of ``2 * BLEU_MAX_ORDER + 1`` ints per segment: the clipped n-gram matches
+        m_1..m_4, the candidate counts c_1..c_4 (``len(hyp) - n + 1``, possibly negative),
+        and the length of the reference closest to the hypothesis.
+    """
+    rows = []
     for hyp, refs in _tokenized_corpus(references, hypotheses):
+        matches, candidates = [], []
         for n in range(1, BLEU_MAX_ORDER + 1):
             clipped = _clipped(_ngrams(hyp, n), [_ngrams(ref, n) for ref in refs])
-            matches[n - 1] += sum(clipped.values())
-            candidates[n - 1] += len(hyp) - n + 1
-        closest_ref_len += min((abs(len(r) - len(hyp)), len(r)) for r in refs)[1]
+            matches.append(sum(clipped.values()))
+            candidates.append(len(hyp) - n + 1)
+        closest = min((abs(len(r) - len(hyp)), len(r)) for r in refs)[1]
+        rows.append([*matches, *candidates, closest])
+    return rows
+
+
+def bleu_from_stats(stats: Sequence[float]) -> float:
+    """Corpus BLEU (a fraction) from the column sums of :func:`bleu_stats` rows.
+
+    Args:
+        stats: ``2 * BLEU_MAX_ORDER + 1`` summed statistics, m_1..m_4, c_1..c_4, r.
+
+    Raises:
+        ValueError: ``stats`` has the wrong length.
+    """
+    if len(stats) != 2 * BLEU_MAX_ORDER + 1:
+        raise ValueError(f"need {2 * BLEU_MAX_ORDER + 1} BLEU statistics, got {len(stats)}")
+    matches, candidates = stats[:BLEU_MAX_ORDER], stats[BLEU_MAX_ORDER : 2 * BLEU_MAX_ORDER]
     log_precision = sum(
         math.log(max(m, _BLEU_MIN_MATCHES) / max(c, _BLEU_MIN_CANDIDATES))
         for m, c in zip(matches, candidates, strict=True)
     )
-    hyp_len = candidates[0]
+    hyp_len, closest_ref_len = candidates[0], stats[-1]
     brevity = math.exp(1.0 - closest_ref_len / hyp_len) if hyp_len <= closest_ref_len else 1.0
     return brevity * math.exp(log_precision / BLEU_MAX_ORDER)
 

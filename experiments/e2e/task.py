@@ -12,14 +12,22 @@ Best epoch: the paper reports each run's best epoch without saying how it was ch
 with the lowest dev loss, keep its trainable weights in memory, and decode only that
 checkpoint.
 
+Test NLL: every reference of each scored test MR under teacher forcing, in nats per
+token (:func:`experiments.core.generation.reference_nll`); cheap next to beam search and
+paired per MR between methods.
+
 Decoding: HF beam search (beam 10, length penalty 0.9, no repeated 4-grams, at most 64
 new tokens by default; ``task.decode``) once per distinct test MR, batched over MRs
 with left padding. Outputs go to ``e2e_pred.txt`` / ``e2e_ref.txt`` in the run folder
-in the formats of ``gpt2_decode.py`` and are scored by :func:`compute_e2e_metrics`.
+in the formats of ``gpt2_decode.py`` and are scored by :func:`compute_e2e_metrics`. The
+record keeps, per MR, the decoded text, the references' NLL and token count, and the
+MR's BLEU statistics (``predictions.test``), from which the tables' paired intervals
+are computed.
 """
 
 from __future__ import annotations
 
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -32,11 +40,26 @@ from experiments.core.generation import train_and_decode
 from experiments.core.training import peak_memory
 from experiments.e2e.data import HUB_DATASET, accent_map, group_by_mr, load_e2e, pretokenize
 from experiments.e2e.metrics import compute_e2e_metrics
+from experiments.e2e.mteval import bleu_stats
 from lora.methods import MethodConfig
 
 #: ``e2e`` is the only task of the family; the value is unused (GLUE's is a spec).
 TASKS: dict[str, str] = {"e2e": "E2E NLG Challenge"}
 PRED_FILE, REF_FILE = "e2e_pred.txt", "e2e_ref.txt"
+#: Seeds the test-MR sample (not the run's seed: every run scores the same MRs).
+TEST_SAMPLE_SEED = 0
+
+
+def select_mrs(n_mrs: int, n: int | None) -> list[int]:
+    """Indices of the test MRs to score (``task.decode.max_mrs`` = ``n``), ascending.
+
+    ``None`` (or ``n`` >= ``n_mrs``) keeps all. Otherwise a sample of ``n`` seeded with
+    :data:`TEST_SAMPLE_SEED`: the test file lists MRs by restaurant name, so its first
+    ``n`` would cover only the names early in the alphabet.
+    """
+    if n is None or n >= n_mrs:
+        return list(range(n_mrs))
+    return sorted(random.Random(TEST_SAMPLE_SEED).sample(range(n_mrs), n))
 
 
 class OutputCleaner:
@@ -95,11 +118,13 @@ def run_e2e(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[str
     """Fine-tune ``cfg.model`` as a causal LM on E2E with ``method``, decode, and score.
 
     ``data.max_train_samples`` subsamples training pairs and ``data.max_eval_samples``
-    dev pairs (seeded); ``task.decode.max_mrs`` keeps the first test MRs.
+    dev pairs (seeded); ``task.decode.max_mrs`` scores a fixed sample of test MRs
+    (:func:`select_mrs`).
 
     Returns:
         The record's run-specific part: metrics (main = BLEU on the official 0-1
-        scale, all five scores under ``test``, best epoch and its dev loss), per-epoch
+        scale, all five scores and ``NLL`` (nats per reference token) under ``test``,
+        best epoch and its dev loss), per-MR outputs (``predictions.test``), per-epoch
         losses, parameter counts, timing (train, dev loss, decode, scoring), memory,
         data sizes, and the decoding settings with the output file paths.
 
@@ -113,9 +138,11 @@ def run_e2e(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[str
     data = load_e2e(cfg.data.dir, cfg.task.pretokenize)
     train_pairs = subsample(data["train"], cfg.data.max_train_samples, cfg.seed)
     dev_pairs = subsample(data["dev"], cfg.data.max_eval_samples, cfg.seed)
-    test = group_by_mr(data["test"])[: decode.max_mrs]
+    groups = group_by_mr(data["test"])
+    index = select_mrs(len(groups), decode.max_mrs)
+    test = [groups[i] for i in index]
 
-    run = train_and_decode(cfg, method, output_dir, train_pairs, dev_pairs, [c for c, _ in test])
+    run = train_and_decode(cfg, method, output_dir, train_pairs, dev_pairs, test)
     cleaner = OutputCleaner(
         run.tokenizer, cfg.task.pretokenize, [t for p in train_pairs for t in p]
     )
@@ -133,8 +160,11 @@ def run_e2e(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[str
         "metrics": {
             "main_metric": "BLEU",
             "main": scores["BLEU"],
-            "test": scores,
+            "test": {**scores, "NLL": run.test_nll},
             **run.selection(),
+        },
+        "predictions": {
+            "test": run.per_input(index, predictions, bleu_stats(references, predictions))
         },
         "epochs": run.fit.epochs,
         "params": run.fit.params,
@@ -145,6 +175,7 @@ def run_e2e(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[str
             "train_size": run.train_size,
             "train_available": len(data["train"]),
             "eval_sizes": {"dev": run.dev_size, "test_mrs": len(test)},
+            "test_mrs_available": len(groups),
             "test_references": sum(map(len, references)),
             "train_truncated": run.train_truncated,
             "max_seq_length": run.max_seq_length,

@@ -39,7 +39,7 @@ from omegaconf import OmegaConf  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
 from experiments.core.records import load_records  # noqa: E402
-from experiments.report.common import md_table, write_md_csv  # noqa: E402
+from experiments.report.render import md_table, write_md_csv  # noqa: E402
 from lora.analysis import (  # noqa: E402
     lora_delta,
     projected_norm,

@@ -7,11 +7,9 @@ Settings that differ between rows become columns of their own (:func:`setting_co
 
 from __future__ import annotations
 
-import csv
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 from experiments.core.records import is_stale
@@ -53,27 +51,6 @@ def fmt_value(value: Any) -> str:
     if isinstance(value, list | tuple):
         return ",".join(fmt_value(v) for v in value)
     return str(value)
-
-
-def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    """Markdown table lines."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
-
-
-def write_md_csv(out: Path, stem: str, md: str, rows: list[list[Any]] | list[dict],
-                 columns: Iterable[str] | None = None) -> list[Path]:  # fmt: skip
-    """Write ``<out>/<stem>.md`` and its CSV twin (lists, or dicts in ``columns`` order)."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{stem}.md").write_text(md)
-    with open(out / f"{stem}.csv", "w", newline="") as f:
-        if columns is None:
-            csv.writer(f).writerows(rows)
-        else:
-            writer = csv.DictWriter(f, list(columns))
-            writer.writeheader()
-            writer.writerows(rows)
-    return [out / f"{stem}.md", out / f"{stem}.csv"]
 
 
 # -- rows as configurations ------------------------------------------------------------

@@ -87,8 +87,24 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return _pearson(_rank(x), _rank(y))
 
 
+def _nll(nll_sum: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """Mean per-token NLL (nats) of the drawn segments: summed NLL over summed tokens."""
+    return nll_sum.sum(-1) / tokens.sum(-1)
+
+
+def _bleu(stats: np.ndarray, _: np.ndarray) -> np.ndarray:
+    """Corpus BLEU (fraction) from per-segment rows m_1..m_4, c_1..c_4, r, shape (..., n, 9),
+    as ``experiments.e2e.mteval.bleu_from_stats`` on the summed rows (same floors)."""
+    s = stats.sum(-2).astype(float)
+    logp = np.log(np.maximum(s[..., :4], 1e-15) / np.maximum(s[..., 4:8], 1e-9)).sum(-1)
+    c, r = s[..., 4], s[..., 8]
+    brevity = np.where(c <= r, np.exp(1.0 - r / np.where(c > 0, c, 1.0)), 1.0)
+    return brevity * np.exp(logp / 4)
+
+
 _BATCHED = {"accuracy": _accuracy, "f1": _f1, "matthews_correlation": _mcc,
-            "mcc": _mcc, "pearson": _pearson, "spearman": _spearman}  # fmt: skip
+            "mcc": _mcc, "pearson": _pearson, "spearman": _spearman,
+            "nll": _nll, "bleu": _bleu}  # fmt: skip
 
 
 def _scalar(batched: Callable) -> Callable[[np.ndarray, np.ndarray], float]:
@@ -102,6 +118,9 @@ def _scalar(batched: Callable) -> Callable[[np.ndarray, np.ndarray], float]:
 METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     name: _scalar(fn) for name, fn in _BATCHED.items()
 }  # metric(pred, label) -> float in natural units (not x100)
+# Per example, "nll" takes pred = summed reference NLL (nats) and label = token count, and
+# gives nats per token (use scale=1); "bleu" takes pred = the (n, 9) rows of
+# experiments.e2e.mteval.bleu_stats and any label (e.g. zeros), and gives BLEU (scale=100).
 _BY_FN = {METRICS[name]: _BATCHED[name] for name in _BATCHED}
 
 
@@ -127,8 +146,10 @@ def _align(a: Mapping[int, Arrays], b: Mapping[int, Arrays]) -> list[tuple[np.nd
     for seed in sorted(set(a) & set(b)):
         (pa, ya, ia), (pb, yb, ib) = ([np.asarray(v) for v in x[seed]] for x in (a, b))
         for p, y, i in ((pa, ya, ia), (pb, yb, ib)):
-            if not (p.ndim == y.ndim == i.ndim == 1 and len(p) == len(y) == len(i)):
-                raise ValueError(f"seed {seed}: pred, label, index must be 1-D of one length")
+            if not (p.ndim in (1, 2) and y.ndim == i.ndim == 1 and len(p) == len(y) == len(i)):
+                raise ValueError(
+                    f"seed {seed}: pred (n,) or (n, k), label and index (n,) must share n"
+                )
             if len(np.unique(i)) != len(i):
                 raise ValueError(f"seed {seed}: duplicate example indices")
         _, ja, jb = np.intersect1d(ia, ib, assume_unique=True, return_indices=True)
@@ -157,8 +178,9 @@ def _replicates(seeds, fn, u: np.ndarray, rng: np.random.Generator) -> np.ndarra
     d = np.empty(pos.shape)
     for j, (pa, pb, y) in enumerate(seeds):
         n, rows = len(y), np.flatnonzero(pos == j)  # (replicate, slot) pairs that drew seed j
-        for start in range(0, len(rows), max(1, _CHUNK // n)):
-            block = rows[start : start + max(1, _CHUNK // n)]
+        step = max(1, _CHUNK // (n * max(1, pa[0].size)))  # elements of pa[idx] per block
+        for start in range(0, len(rows), step):
+            block = rows[start : start + step]
             idx = rng.integers(0, n, size=(len(block), n))
             d.flat[block] = fn(pa[idx], y[idx]) - fn(pb[idx], y[idx])
     return d.mean(axis=1)
@@ -204,8 +226,9 @@ def paired_bootstrap(
 ) -> Interval | None:  # fmt: skip
     """Interval on ``metric(A) - metric(B)`` by the hierarchical paired bootstrap (module doc).
 
-    ``a`` and ``b`` map seed -> ``(pred, label, index)``: 1-D arrays of one length (ints for
-    classes, floats for regression), ``index`` the example's (unique) position in the dev file.
+    ``a`` and ``b`` map seed -> ``(pred, label, index)``: arrays of one length n (ints for
+    classes, floats for regression; pred may be (n, k) per-example statistics, as for
+    ``"bleu"``), ``index`` the example's (unique) position in the dev file.
     Only common seeds and, per seed, common indices are used (a seed sharing none is dropped). ``metric`` is a METRICS name or a
     callable ``metric(pred, label) -> float`` (a non-METRICS callable runs once per resample,
     slowly). Results are in ``scale`` units (100: points). None without a common seed or
@@ -216,9 +239,13 @@ def paired_bootstrap(
                                     confidence=confidence, seed=seed)  # fmt: skip
 
 
+CLAIM_KINDS = ("matches", "at_least", "at_most")
+
+
 @dataclass(frozen=True)
 class Claim:
-    """A paper claim about A - B: ``matches`` (|A-B| <= tolerance) or ``at_least`` (A >= B-tol).
+    """A paper claim about A - B: ``matches`` (|A-B| <= tolerance), ``at_least`` (A >= B-tol)
+    or ``at_most`` (A <= B+tol, for lower-is-better metrics such as NLL).
 
     ``tolerance`` is in the table's units (e.g. 1.0 point). Raises ValueError otherwise.
     """
@@ -228,8 +255,8 @@ class Claim:
     tolerance: float
 
     def __post_init__(self) -> None:
-        if self.kind not in ("matches", "at_least"):
-            raise ValueError(f"Claim.kind must be 'matches' or 'at_least', not {self.kind!r}")
+        if self.kind not in CLAIM_KINDS:
+            raise ValueError(f"Claim.kind must be one of {CLAIM_KINDS}, not {self.kind!r}")
         if not (isinstance(self.tolerance, numbers.Real) and 0 <= self.tolerance < np.inf):
             raise ValueError(f"Claim.tolerance must be finite and >= 0, not {self.tolerance!r}")
 
@@ -238,14 +265,16 @@ def verdict(interval: Interval | None, claim: Claim) -> str:
     """``agrees`` / ``contradicts`` / ``inconclusive`` for the claim; ``""`` without interval.
 
     matches: agrees if [low, high] lies in [-tol, +tol], contradicts if it lies entirely
-    outside it. at_least: agrees if low >= -tol, contradicts if high < -tol. NaN bounds give
-    ``inconclusive``.
+    outside it. at_least: agrees if low >= -tol, contradicts if high < -tol. at_most: agrees
+    if high <= tol, contradicts if low > tol. NaN bounds give ``inconclusive``.
     """
     if interval is None:
         return ""
     lo, hi, tol = interval.low, interval.high, claim.tolerance
     if claim.kind == "matches":
         agrees, contradicts = -tol <= lo and hi <= tol, hi < -tol or lo > tol
-    else:
+    elif claim.kind == "at_least":
         agrees, contradicts = lo >= -tol, hi < -tol
+    else:
+        agrees, contradicts = hi <= tol, lo > tol
     return "agrees" if agrees else "contradicts" if contradicts else "inconclusive"

@@ -36,16 +36,9 @@ matplotlib.use("Agg")  # headless: files only
 import matplotlib.pyplot as plt  # noqa: E402
 
 from experiments.glue.data import TASKS as GLUE_TASKS  # noqa: E402
-from experiments.report import compare
-from experiments.report.common import (  # noqa: E402
-    any_stale,
-    fmt_params,
-    footer,
-    md_table,
-    settings_of,
-    write_md_csv,
-)
+from experiments.report.common import any_stale, fmt_params, footer, settings_of  # noqa: E402
 from experiments.report.labels import METHOD_LABELS, method_names  # noqa: E402
+from experiments.report.render import md_table, missing_note, write_md_csv  # noqa: E402
 
 #: the reference row of the ratio columns
 REFERENCE = "lora"
@@ -336,7 +329,7 @@ def render(experiment: str, records: list[dict[str, Any]], notes: str | None,
     if figure is not None:
         lines += ["", f"![Score against trainable parameters]({figure.name})"]
     used = [r for u in units.values() for r in u["records"]] + ([latency] if latency else [])
-    lines += compare.missing_note(used)
+    lines += missing_note(used)
     lines += footer(used, any_stale(used))
     return "\n".join(lines) + "\n", csv_rows
 

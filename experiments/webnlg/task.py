@@ -151,9 +151,11 @@ def run_webnlg(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[
     train_pairs = subsample(training_pairs(data["train"]), cfg.data.max_train_samples, cfg.seed)
     dev_pairs = subsample(training_pairs(data["dev"]), cfg.data.max_eval_samples, cfg.seed)
     test = select_test(groups, decode.max_mrs)
+    position = {id(g): i for i, g in enumerate(groups)}
+    index = [position[id(g)] for g in test]
 
     run = train_and_decode(cfg, method, output_dir, train_pairs, dev_pairs,
-                           [g.context for g in test])  # fmt: skip
+                           [(g.context, g.references) for g in test])  # fmt: skip
     predictions = [clean_output(run.tokenizer, ids) for ids in run.outputs]
     references = [list(g.references) for g in test]
     subsets = test_subsets(test)
@@ -177,8 +179,10 @@ def run_webnlg(cfg: DictConfig, method: MethodConfig, output_dir: Path) -> dict[
             "main": scores["all"]["BLEU"],
             "test": scores,
             "scale": "BLEU x100; METEOR and TER fractions (GenerationEval, paper Tables 13/14)",
+            "test_nll": run.test_nll,
             **run.selection(),
         },
+        "predictions": {"test": run.per_input(index, predictions)},
         "epochs": run.fit.epochs,
         "params": run.fit.params,
         "timing": run.timing("decode_ms_per_input", len(test), score_seconds),
