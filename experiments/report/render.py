@@ -305,9 +305,8 @@ def missing_note(records: Records, proto: str = "best", what: str = "per-example
 
 #: the line an NLG table (E2E, WebNLG) ends its notes with while none of its records has
 #: per-MR outputs
-NLG_NOTE = ("Intervals missing: E2E and WebNLG records do not store per-MR outputs yet "
-            "(decoded text, reference NLL), so differences between rows have no interval or "
-            "verdict.")  # fmt: skip
+NLG_NOTE = ("No intervals: E2E and WebNLG differences are paired per test MR against an FT "
+            "row of the same model, and this table has none.")  # fmt: skip
 
 
 # -- rows as configurations, columns as scores ----------------------------------------

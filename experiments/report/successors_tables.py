@@ -1,4 +1,4 @@
-"""The successors comparison (issue 12): every method with the same learning-rate search,
+"""The successors comparison: every method with the same learning-rate search,
 selected on held-out training data, on several seeds; a table and a Pareto plot.
 
 The records come from ``python -m experiments.successors`` (conf/experiment/

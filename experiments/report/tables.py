@@ -51,7 +51,7 @@ def write_tables(results_dir: Path, experiment: str | None = None) -> list[Path]
             write = write_latency_table if exp == "latency" else write_bench_table
             for r in latest(recs, lambda r: r["settings"]["name"]).values():
                 written += write(r, out)
-        elif exp.startswith("successors"):  # issue 12: lr search, both protocols, Pareto plot
+        elif exp.startswith("successors"):  # lr search, both protocols, Pareto plot
             # the latency folder is already loaded when every experiment is rebuilt
             timing = by_exp.get("latency") or load_records(results_dir, "latency")
             timed = latest(timing, lambda r: r["settings"]["name"])
