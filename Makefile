@@ -107,7 +107,7 @@ latency: install ## Inference latency, paper Table 1/Fig. 5 (CPU ~10 min; GPU: A
 bench: install ## Training step time, peak memory, checkpoint size: LoRA vs full FT and vs peft (CPU ~8 min)
 	$(PY) -m experiments.bench $(ARGS)
 
-e2e-demo-search: install ## The E2E demo's lr search: a 3-point grid each for FT and LoRA on SmolLM2-135M, seed 1, chosen by dev loss; writes conf/experiment/e2e_demo_lrs.yaml (6 runs, ~50 min estimated)
+e2e-demo-search: install ## The E2E demo's lr search: a 3-point grid each for FT and LoRA on SmolLM2-135M, seed 1, chosen by dev loss; writes conf/experiment/e2e_demo_lrs.yaml (6 runs, ~80 min estimated: one LoRA trial took 23 min beside 2 jobs)
 	@start=$$(date +%s); status=0; \
 	points=$$($(PY) -m experiments.choose_lr --grid conf/experiment/e2e_demo_lr_search.yaml); \
 	for round in 0 1; do \
@@ -125,7 +125,7 @@ e2e-demo-search: install ## The E2E demo's lr search: a 3-point grid each for FT
 	echo "make e2e-demo-search: wall time $$(( took / 60 )) min $$(( took % 60 )) s"; \
 	exit $$status
 
-e2e-demo: install ## E2E demo: FT vs LoRA on SmolLM2-135M at 160 steps, lrs from e2e-demo-search, 200 test MRs, BLEU and test NLL with paired intervals (~33 min estimated)
+e2e-demo: install ## E2E demo: FT vs LoRA on SmolLM2-135M at 160 steps, lrs from e2e-demo-search, 200 test MRs, BLEU and test NLL with paired intervals (2 runs, 55 min 58 s measured beside other jobs)
 	@start=$$(date +%s); \
 	$(PY) -m experiments.train experiment=e2e_demo $(ARGS); status=$$?; \
 	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment e2e_demo; \

@@ -94,7 +94,8 @@ def test_gap_note_agrees_within_one_bleu_and_is_absent_without_both_methods():
 
     rows = [row("lora", 69.5), row("lora", 60.0), row("full_ft", 70.0)]  # 60.0: a worse lr
     note = lora_ft_gap_note(rows, "BLEU", "BLEU", TABLE3)
-    assert note == ("LoRA − FT gap, best row of each: m: LoRA − FT BLEU = -0.5 (agrees with the "
+    assert note == ("LoRA − FT gap, best row of each (point estimates; the paired intervals and "
+                    "their verdicts are under Difference from FT): m: LoRA − FT BLEU = -0.5 (agrees with the "
                     "paper (LoRA matches or beats FT)); paper GPT-2 M: +2.2.")  # fmt: skip
     assert lora_ft_gap_note(rows[:2], "BLEU", "BLEU", TABLE3) is None
 

@@ -334,7 +334,10 @@ def lora_ft_gap_note(rows: list[dict[str, Any]], key: str, metric: str,
     if not out:
         return None
     paper_text = f"; paper GPT-2 M: {paper_gap:+.1f}" if paper_gap is not None else ""
-    return "LoRA − FT gap, best row of each: " + "; ".join(out) + paper_text + "."
+    return (
+        "LoRA − FT gap, best row of each (point estimates; the paired intervals and "
+        "their verdicts are under Difference from FT): " + "; ".join(out) + paper_text + "."
+    )
 
 
 def _data_note(records: Records, test: str) -> str:
