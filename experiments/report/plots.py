@@ -17,6 +17,13 @@ from experiments.glue.data import TASKS as GLUE_TASKS  # noqa: E402
 from experiments.report.labels import method_label  # noqa: E402
 
 
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_rank_sweep(records: list[dict[str, Any]], path: Path) -> Path | None:
     """Score against LoRA rank r, one line per (task, target set): the median over seeds,
     and a band from the lowest to the highest seed where there are several.
@@ -47,10 +54,7 @@ def plot_rank_sweep(records: list[dict[str, Any]], path: Path) -> Path | None:
     ax.set_title("Rank sweep" + (f": median of {seeds} seeds, band min-max" if seeds > 1 else ""))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_lr_search(records: list[dict[str, Any]], path: Path) -> Path | None:
@@ -87,10 +91,7 @@ def plot_lr_search(records: list[dict[str, Any]], path: Path) -> Path | None:
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.suptitle("Learning-rate search (circled: chosen, best held-out score)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_dev_loss(records: list[dict[str, Any]], path: Path) -> Path | None:
@@ -102,12 +103,13 @@ def plot_dev_loss(records: list[dict[str, Any]], path: Path) -> Path | None:
     runs = [r for r in records if sum("eval_dev_loss" in e for e in r.get("epochs", [])) > 1]
     if not runs:
         return None
+    several_seeds = len({r["seed"] for r in runs}) > 1
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in sorted(runs, key=lambda r: (method_label(r["method"]), r["config"]["train"]["lr"],
                                          r["seed"])):  # fmt: skip
         points = [(e["epoch"], e["eval_dev_loss"]) for e in r["epochs"] if "eval_dev_loss" in e]
         label = f"{method_label(r['method'])}, lr {r['config']['train']['lr']:g}"
-        if len({x["seed"] for x in runs}) > 1:
+        if several_seeds:
             label += f", seed {r['seed']}"
         (line,) = ax.plot(*zip(*points, strict=True), marker="o", markersize=3, label=label)
         best = r["metrics"].get("best_epoch")
@@ -118,7 +120,4 @@ def plot_dev_loss(records: list[dict[str, Any]], path: Path) -> Path | None:
     ax.set_title("Dev loss by epoch (circled: the epoch scored on test)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
