@@ -107,6 +107,16 @@ latency: install ## Inference latency, paper Table 1/Fig. 5 (CPU ~10 min; GPU: A
 bench: install ## Training step time, peak memory, checkpoint size: LoRA vs full FT and vs peft (CPU ~8 min)
 	$(PY) -m experiments.bench $(ARGS)
 
+parity: install ## LoRA vs FT one factor at a time (targets at matched count, lr ratio, batch, rank), SST-2/STS-B, 3 seeds, base cells from make demo; then the ΔW spectrum (87 runs, ~90 min estimated), resumable
+	@start=$$(date +%s); \
+	$(PY) -m experiments.parity $(ARGS); status=$$?; \
+	$(PY) -m experiments.spectrum --experiment parity --results-dir $(RESULTS) || status=1; \
+	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment parity; \
+	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment parity_spectrum; \
+	took=$$(( $$(date +%s) - start )); \
+	echo "make parity: wall time $$(( took / 60 )) min $$(( took % 60 )) s; tables: $(RESULTS)/tables/parity.md, parity_spectrum.md"; \
+	exit $$status
+
 e2e-demo-search: install ## The E2E demo's lr search: a 3-point grid each for FT and LoRA on SmolLM2-135M, seed 1, chosen by dev loss; writes conf/experiment/e2e_demo_lrs.yaml (6 runs, ~80 min estimated: one LoRA trial took 23 min beside 2 jobs)
 	@start=$$(date +%s); status=0; \
 	points=$$($(PY) -m experiments.choose_lr --grid conf/experiment/e2e_demo_lr_search.yaml); \

@@ -24,6 +24,7 @@ from experiments.report.common import latest
 from experiments.report.efficiency_tables import write_bench_table
 from experiments.report.latency_tables import write_latency_table
 from experiments.report.load import kind, load_records
+from experiments.report.parity import PARITY, with_base
 from experiments.report.render import Layout, Records, ScoreTable, write_md_csv
 from experiments.report.specs import BY_KIND, layout_for
 from experiments.report.successors_tables import write_successors_table
@@ -56,6 +57,8 @@ def write_tables(results_dir: Path, experiment: str | None = None) -> list[Path]
             timing = by_exp.get("latency") or load_records(results_dir, "latency")
             timed = latest(timing, lambda r: r["settings"]["name"])
             written += write_successors_table(out, exp, recs, timed.get(f"{exp}_latency"))
+        elif exp == PARITY.prefix:  # the factor study, with the demo's base cells
+            written += write_table(PARITY, out, exp, exp, with_base(results_dir, recs))
         elif (layout := layout_for(exp)) is not None:  # paper Tables 5, 6, 16, 18
             written += write_table(layout, out, exp, exp, recs)
         else:
