@@ -94,14 +94,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.stage in (None, 1):
         for task, rows in STAGE1.items():
             status |= _train([f"hydra.sweeper.params.task={task}",
-                              f"hydra.sweeper.params.row={rows}", *args.overrides])  # fmt: skip
+                              f"hydra.sweeper.params.row='{rows}'", *args.overrides])  # fmt: skip
     if args.stage in (None, 2):
         targets, means = best_targets(results_dir)
         listing = "  ".join(f"{row} {100 * m:.1f}" for row, m in sorted(means.items()))
         print(f"parity: mean held-out score x100 by target set: {listing}; rank rows on "
               f"{OmegaConf.to_yaml(targets).strip() if not isinstance(targets, str) else targets}",
               flush=True)  # fmt: skip
-        status |= _train([_targets_override(targets), f"hydra.sweeper.params.row={RANK_ROWS}",
+        status |= _train([_targets_override(targets), f"hydra.sweeper.params.row='{RANK_ROWS}'",
                           *args.overrides])  # fmt: skip
     took = time.perf_counter() - start
     print(
