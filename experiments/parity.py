@@ -51,20 +51,27 @@ def best_targets(results_dir: str | Path) -> tuple[Any, dict[str, float]]:
         and each candidate row's mean held-out score (natural units, e.g. accuracy 0.85).
 
     Raises:
-        SystemExit: a candidate has no record yet (stage 1 unfinished or failed).
+        SystemExit: a candidate lacks records, or some (task, seed) point of the W_q,W_v
+            row (stage 1 unfinished or failed).
     """
     scores: dict[str, list[float]] = defaultdict(list)
+    points: dict[str, set[tuple[str, int]]] = defaultdict(set)
     targets: dict[str, Any] = {}
     sources = [(PRESET, row) for row in TARGET_ROWS] + [BASE]
     for experiment, row in sources:
         for record in load_records(results_dir, experiment):
             if record["config"].get("row") == row:
                 scores[row].append(record["metrics"]["heldout"]["score"])
+                points[row].add((record["task"], record["seed"]))
                 targets[row] = record["method"]["targets"]
     missing = [row for _, row in sources if row not in scores]
     if missing:
         sys.exit(f"parity: no records for target rows {', '.join(missing)} in {results_dir}; "
                  "run stage 1 (and make demo for the W_q,W_v row) first")  # fmt: skip
+    short = [row for row in scores if points[row] != points[BASE[1]]]
+    if short:  # a row missing a task would be averaged on the other alone
+        sys.exit(f"parity: target rows {', '.join(short)} lack some (task, seed) points of "
+                 f"the W_q,W_v row ({len(points[BASE[1]])}); finish stage 1 first")  # fmt: skip
     means = {row: statistics.fmean(v) for row, v in scores.items()}
     best = max(means, key=lambda row: (means[row], row == BASE[1]))  # a tie keeps W_q,W_v
     return targets[best], means

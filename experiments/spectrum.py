@@ -1,4 +1,4 @@
-"""The spectral signature of ΔW for FT and LoRA runs with saved weights (issue 21 §2).
+"""The spectral signature of ΔW for FT and LoRA runs with saved weights.
 
     python -m experiments.spectrum                          # the parity study's runs
     python -m experiments.spectrum --experiment parity --results-dir results
@@ -15,9 +15,10 @@ the run changed:
   left singular vectors, ``--eps`` = 0.5).
 
 One record per source run goes to ``<results-dir>/runs/<experiment>_spectrum/``, written
-atomically, with the source's run id and code version; a run whose weights are gone
-(``outputs/`` is not committed) is reported and skipped, and the exit code is 1. Runs
-with a record are skipped (``--force`` recomputes them).
+atomically, with the source's run id, code version and finish time; a run whose weights
+are gone (``outputs/`` is not committed) is reported and skipped, and the exit code is 1.
+A run whose record was computed from it with the same settings is skipped (``--force``
+recomputes it). Run it from the checkout that trained: the weights' paths are relative.
 """
 
 from __future__ import annotations
@@ -122,6 +123,19 @@ def spectrum(record: dict[str, Any], base: dict[str, torch.Tensor], energy: floa
     return rows
 
 
+def _current(path: Path, record: dict[str, Any], settings: dict[str, Any]) -> bool:
+    """Whether the spectrum record at ``path`` was computed from this very run (a rerun
+    under the same id finishes at another time) with these settings."""
+    try:
+        done = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    source = done.get("source", {})
+    return (done.get("settings") == settings
+            and source.get("finished_at") == record["provenance"].get("finished_at")
+            and source.get("code_version") == record["provenance"].get("code_version"))  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--experiment", default="parity")
@@ -142,20 +156,21 @@ def main(argv: list[str] | None = None) -> None:
     missing = done = 0
     for record in tqdm(records, desc="spectrum", unit="run"):
         path = out / f"{record['run_id']}.json"
-        if path.exists() and not args.force:
+        if path.exists() and not args.force and _current(path, record, settings):
             continue
         key = json.dumps(record["config"]["model"], sort_keys=True)
         try:
             if key not in bases and weights_dir(record).is_dir():
                 bases[key] = _base_state(record["config"]["model"])
             rows = spectrum(record, bases.get(key) or {}, **settings)
-        except FileNotFoundError as err:
+        except (FileNotFoundError, ValueError) as err:  # weights gone, or not FT/LoRA
             missing += 1
             tqdm.write(f"spectrum: skipping {record['run_id']}: {err}")
             continue
         source = {"experiment": record["experiment"], "run_id": record["run_id"],
                   "row": record["config"].get("row"),
                   "code_version": record["provenance"].get("code_version"),
+                  "finished_at": record["provenance"].get("finished_at"),
                   "batch_size": record["config"]["train"]["batch_size"],
                   "lr": record["config"]["train"]["lr"]}  # fmt: skip
         write_atomic(path, {

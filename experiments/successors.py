@@ -1,4 +1,4 @@
-"""Drive the successors comparison (issue 12): one learning-rate search per (method, task),
+"""Drive the successors comparison: one learning-rate search per (method, task),
 then the chosen learning rate on every seed.
 
     python -m experiments.successors                                   # the default preset
@@ -12,7 +12,7 @@ For each (row, task) of the plan, one after another per worker (``--jobs`` at a 
    preset's Optuna sweeper (conf/hydra/sweeper/lr_search.yaml) searches ``train.lr`` at
    the preset's seed and maximises the held-out score;
 2. the learning rate whose record has the best held-out score
-   (:func:`experiments.report.successors_tables.chosen_lr`) runs on ``--seeds``; the
+   (:func:`experiments.core.selection.chosen_lr`) runs on ``--seeds``; the
    search's own run at that learning rate is the first seed's record and is skipped.
 
 Every step is a separate process that skips points with a record, so the whole driver
@@ -33,9 +33,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from experiments.core.load import load_records
 from experiments.core.schema import register_configs
-from experiments.report.load import load_records
-from experiments.report.successors_tables import chosen_lr, config_key
+from experiments.core.selection import chosen_lr, config_key
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 DEFAULT_TASKS = "sst2,mrpc,stsb"

@@ -1,5 +1,5 @@
-"""Run identity, code version, strict records and failure records (issue "Results you
-can trust"): what changes a result changes the id; NaN never reaches an ok record."""
+"""Run identity, code version, strict records and failure records: what
+changes a result changes the id; NaN never reaches an ok record."""
 
 from __future__ import annotations
 

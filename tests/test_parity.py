@@ -69,7 +69,7 @@ def _study(root, base_wrong=4, mlp_wrong=4, lora_b128_wrong=4):
             _record(root, "demo", "adapter_h", {"name": "adapter_h", "r": 8}, task, seed, 0)
             mlp = {**QV, "r": 3, "targets": ["ffn_in", "ffn_out"]}
             _record(root, "parity", "mlp_r3", mlp, task, seed, mlp_wrong, heldout=0.9)
-            _record(root, "parity", "lr_x10", QV, task, seed, 8, lr=1e-3)
+            _record(root, "parity", "lr_x10", QV, task, seed, 8, lr=1e-3, heldout=0.7)
             _record(root, "parity", "ft_b128", FT, task, seed, 2, lr=1e-4, batch=128)
             _record(root, "parity", "lora_b128", QV, task, seed, lora_b128_wrong, batch=128)
 
@@ -119,11 +119,13 @@ def test_findings_name_the_best_ratio_and_the_target_comparison(tmp_path):
     _study(tmp_path, base_wrong=4, mlp_wrong=0)
     _, md = _table(tmp_path)
     findings = md.split("## Findings")[1]
-    # the searched lr (30x FT's) beats 10x: its cell is 4 errors better per seed on SST-2
-    assert "highest at 30/30× FT's lr" in findings
+    # the searched lr (30x FT's) beats 10x on held-out score (0.8 against 0.7)
+    assert "LoRA is best at 30/30× FT's lr (SST-2/STS-B: the searched lr)" in findings
+    assert "10×: held-out 70.0, dev LoRA − FT -9.9 [" in findings
     # MLP r=3 makes no SST-2 error: better than W_q,W_v beyond the interval
     assert "ffn_in,ffn_out, r=3 (73.7K) − W_q,W_v r=8" in findings
-    assert "better beyond the interval" in findings
+    assert "interval wholly above 0" in findings
+    assert "batch 16 (250 steps): +0.0 [+0.0, +0.0]; batch 128 (32 steps): " in findings
 
 
 def test_a_cell_the_demo_already_ran_takes_the_demo_records(tmp_path):
@@ -159,6 +161,11 @@ def test_best_targets_compares_held_out_scores_with_the_demo_row(tmp_path):
             _record(tmp_path, "parity", "qkvo_r4", qkvo, task, seed, 4, heldout=0.7)
             _record(tmp_path, "parity", "all_r2", {**QV, "r": 2, "targets": "all-linear"},
                     task, seed, 4, heldout=0.95 if seed == 1 else 0.7)  # fmt: skip
+    (tmp_path / "runs" / "parity" / "parity-all_r2-stsb-s3.json").unlink()
+    with pytest.raises(SystemExit, match="all_r2 lack some"):
+        best_targets(tmp_path)  # all_r2 would be averaged without its third STS-B seed
+    _record(tmp_path, "parity", "all_r2", {**QV, "r": 2, "targets": "all-linear"}, "stsb", 3,
+            4, heldout=0.7)  # fmt: skip
     targets, means = best_targets(tmp_path)
     assert targets == ["ffn_in", "ffn_out"]
     assert means["all_r2"] == pytest.approx((0.95 + 0.7 + 0.7) / 3)
@@ -174,3 +181,32 @@ def test_preset_lr_ratios_are_multiples_of_the_searched_ft_lr():
     for ratio in (1, 3, 10, 30):
         for task, lr in rows[f"lr_x{ratio}"]["lr"].items():
             assert lr == pytest.approx(ratio * ft[task]), (ratio, task)
+
+
+def test_driver_runs_stage_1_per_task_then_the_ranks_on_the_best_targets(tmp_path, monkeypatch):
+    from experiments import parity
+
+    _study(tmp_path)
+    for task in ("sst2", "stsb"):
+        for seed in (1, 2, 3):
+            _record(tmp_path, "parity", "qkvo_r4", QV, task, seed, 4, heldout=0.7)
+            _record(tmp_path, "parity", "all_r2", {**QV, "r": 2, "targets": "all-linear"},
+                    task, seed, 4, heldout=0.95)  # fmt: skip
+    calls = []
+    monkeypatch.setattr(parity, "_train", lambda overrides: calls.append(overrides) or 0)
+    with pytest.raises(SystemExit) as exit_:
+        parity.main([f"paths.results_dir={tmp_path}"])
+    assert exit_.value.code == 0
+    # stage 1: one sweep per task, the row list quoted so that Hydra reads one value;
+    # STS-B skips lr_x30, which is the demo's LoRA there
+    assert calls[0][:2] == ["hydra.sweeper.params.task=sst2",
+                            f"hydra.sweeper.params.row='{parity.STAGE1['sst2']}'"]  # fmt: skip
+    assert "lr_x30" in calls[0][1] and "lr_x30" not in calls[1][1]
+    # stage 2: the ranks on all-linear, the best held-out target set
+    assert calls[2][:2] == ["hparams.rank_targets=all-linear",
+                            "hydra.sweeper.params.row='r1,r4,r16,r64'"]  # fmt: skip
+    assert all(c[-1] == f"paths.results_dir={tmp_path}" for c in calls)
+    monkeypatch.setattr(parity, "_train", lambda overrides: 1)  # a failed point
+    with pytest.raises(SystemExit) as exit_:
+        parity.main([f"paths.results_dir={tmp_path}"])
+    assert exit_.value.code == 1

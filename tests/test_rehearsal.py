@@ -1,4 +1,4 @@
-"""``debug=rehearse`` (issue 22): real architectures, random weights, a stand-in tokenizer.
+"""``debug=rehearse``: real architectures, random weights, a stand-in tokenizer.
 
 The fast tests build the paper models on the meta device or at 1-2 layers; one runs a
 real rehearsal point (RoBERTa-base width, RTE's real files) in a few seconds. The whole

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from experiments.core.labels import LATENCY_LABELS, METHOD_LABELS, fmt_params, method_label
+from experiments.core.load import load_records
 from experiments.core.records import SCHEMA_VERSION
 from experiments.report import common
 from experiments.report.efficiency_tables import render as render_bench
-from experiments.report.labels import LATENCY_LABELS, METHOD_LABELS, method_label
-from experiments.report.load import load_records
 from experiments.report.tables import write_tables
 from tests.conftest import ROOT
 from tests.test_tables import LORA, _record, _rows
@@ -35,7 +35,7 @@ def test_corrupt_and_old_records_are_skipped_with_one_warning_each(tmp_path, cap
     (folder / "nometric.json").write_text(json.dumps(good))
     (folder / "nan.json").write_text('{"schema_version": NaN}')
     (folder / "other.json").write_text(json.dumps({**good, "status": "failed"}))  # silent
-    with caplog.at_level(logging.WARNING, logger="experiments.report"):
+    with caplog.at_level(logging.WARNING, logger="experiments.core.load"):
         written = write_tables(tmp_path)
     assert tmp_path / "tables" / "exp.md" in written
     assert len(_rows((tmp_path / "tables" / "exp.md").read_text())) == 2
@@ -90,8 +90,8 @@ def test_method_labels_cover_variants_and_composed_methods():
     assert method_label({"name": "prefix_layer", "l_p": 16, "l_i": 4}) == "PreLayer (l_p=16, l_i=4)"
     assert method_label({"name": "full_ft"}) == "FT" == METHOD_LABELS["full_ft"]
     assert LATENCY_LABELS["adapter_h"] == METHOD_LABELS["adapter_h"]
-    assert common.fmt_params(294_912) == "0.29M" and common.fmt_params(1_500_000_000) == "1.50B"
-    assert common.fmt_params(15_360) == "15.4K"
+    assert fmt_params(294_912) == "0.29M" and fmt_params(1_500_000_000) == "1.50B"
+    assert fmt_params(15_360) == "15.4K"
 
 
 def test_efficiency_table_uses_the_paper_label_for_full_ft():

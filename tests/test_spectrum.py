@@ -101,3 +101,22 @@ def test_missing_weights_are_reported_and_existing_records_kept(tiny_model_dir, 
         spectrum.main(["--experiment", "study", "--results-dir", str(tmp_path)])
     assert "0 records written" in capsys.readouterr().out
     assert (tmp_path / "runs" / "study_spectrum" / "lora-run.json").read_text() == before
+
+
+def test_spectrum_table_from_the_records(tiny_model_dir, tmp_path, monkeypatch):
+    from experiments.report.tables import write_tables
+
+    monkeypatch.chdir(tmp_path)
+    _lora_run(tmp_path, tiny_model_dir)
+    _ft_run(tmp_path, tiny_model_dir)
+    with pytest.raises(SystemExit):
+        spectrum.main(["--experiment", "study", "--results-dir", str(tmp_path)])
+    write_tables(tmp_path, "study_spectrum")
+    md = (tmp_path / "tables" / "study_spectrum.md").read_text()
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in md.splitlines()
+            if line.startswith("| FT") or line.startswith("| LoRA")]  # fmt: skip
+    # FT first; its one changed matrix: effective rank 1, one intruder, in layer 0 only
+    assert rows[0][:5] == ["FT, batch 8", "SST-2", "W_q", "1.0 / 1.0", ""]
+    assert [r[2] for r in rows[1:]] == ["W_q", "W_v"]  # LoRA's two matrices
+    assert all(r[3].split(" / ")[0] in ("1.0", "2.0") for r in rows[1:])
+    assert "top 10 left singular vectors" in md

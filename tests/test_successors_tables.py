@@ -1,4 +1,4 @@
-"""The successors comparison table (issue 12) from fixture records: the chosen lr is the
+"""The successors comparison table from fixture records: the chosen lr is the
 best held-out trial, both protocols over seeds, cost ratios against LoRA, Pareto plot."""
 
 from __future__ import annotations
@@ -7,13 +7,9 @@ import csv
 import json
 
 from experiments.core.records import SCHEMA_VERSION
+from experiments.core.selection import chosen_lr, config_key
 from experiments.perf import latency
-from experiments.report.successors_tables import (
-    beats_reference,
-    chosen_lr,
-    config_key,
-    summarize,
-)
+from experiments.report.successors_tables import beats_reference, summarize
 from experiments.report.tables import write_tables
 from tests.test_latency import TINY_BERT, compose_latency, fake_timer
 
@@ -185,3 +181,54 @@ def test_a_latency_record_of_another_model_size_fills_no_cell(tmp_path):
     lines = (tmp_path / "tables" / f"{EXP}.md").read_text().splitlines()
     assert "| LoRA | 0.0003 (3), 3 | 0.0005 (1), 2 | 1.00× | 1.00× |  |" in lines
     assert "| FT | 0.0001 (1), 2 |  | 1.00× | 1.00× |  |" in lines
+
+
+def test_difference_from_lora_is_the_paired_bootstrap_on_the_chosen_lrs_outputs(tmp_path):
+    import numpy as np
+
+    from experiments.report.stats import paired_bootstrap_average
+
+    y = np.arange(40) % 2
+    wrong = {"lora": 8, "dora": 2, "adapter_h": 8}  # errors per seed of 40 dev examples
+
+    def preds(row, seed):
+        p = y.copy()
+        p[(np.arange(wrong[row]) * 3 + seed) % 40] ^= 1
+        return p
+
+    recs = []
+    for row in wrong:
+        for seed in (1, 2, 3):
+            r = record(row, "sst2", seed, 1e-3, 0.8, 0.8, 0.8)
+            r["predictions"] = {
+                "heldout": {
+                    "split": "dev",
+                    "epoch": 1.0,
+                    "index": list(range(40)),
+                    "pred": preds(row, seed).tolist(),
+                    "label": y.tolist(),
+                }
+            }
+            recs.append(r)
+    runs = tmp_path / "runs" / EXP
+    runs.mkdir(parents=True)
+    for r in recs:
+        (runs / f"{r['run_id']}.json").write_text(json.dumps(r))
+    write_tables(tmp_path, EXP)
+    md = (tmp_path / "tables" / f"{EXP}.md").read_text()
+    section = md.split("## Difference from LoRA")[1]
+    want = paired_bootstrap_average(
+        [({s: (preds("dora", s), y, np.arange(40)) for s in (1, 2, 3)},
+          {s: (preds("lora", s), y, np.arange(40)) for s in (1, 2, 3)}, "accuracy")],
+        n_resamples=2000)  # fmt: skip
+    assert abs(want.diff - 15.0) < 1e-9 and want.low > 0  # 6 fewer errors of 40 per seed
+    dora = next(line for line in section.splitlines() if line.startswith("| DoRA"))
+    assert f"| {want.cell(1)} | agrees |" in dora
+    adapter = next(line for line in section.splitlines() if line.startswith("| AdapterH"))
+    assert "| +0.0 [+0.0, +0.0] | agrees |" in adapter  # the same predictions as LoRA
+    beyond = "Beyond LoRA's interval (the whole interval above 0): DoRA on SST-2"
+    assert f"{beyond} {want.cell(1)}." in md  # one task: no separate average
+    with open(tmp_path / "tables" / f"{EXP}.csv") as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    assert float(rows["dora"]["delta_vs_lora"]) == 15.0 and rows["lora"]["verdict"] == ""
+    assert rows["dora"]["verdict"] == "agrees"

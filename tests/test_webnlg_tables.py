@@ -6,8 +6,8 @@ import csv
 
 import pytest
 
+from experiments.core.load import kind
 from experiments.core.records import SCHEMA_VERSION, code_files, code_version, write_atomic
-from experiments.report.load import kind
 from experiments.report.render import Pooled
 from experiments.report.specs import (
     PAPER_TABLE14,

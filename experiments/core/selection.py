@@ -6,6 +6,11 @@ A search is a set of records at one seed that differ only in ``train.lr`` within
 (``metrics.best.dev_loss``; the test set is what those tables report). The winner has the
 best held-out score (the lowest dev loss), the smaller learning rate on a tie. The set a
 table reports never enters the choice.
+
+Two drivers choose this way: :func:`choose` for a preset's search (``experiments.choose_lr``,
+the lr-search tables and plots), :func:`chosen_lr` for the successors comparison
+(``experiments.successors`` and its table), whose trials are told apart by
+:func:`config_key`.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
+
+from experiments.core.labels import method_names
+from experiments.core.settings import flatten, settings_of
 
 # what a search varies, or what never changes a result: left out of a unit's settings
 _VARIED = ("train.lr", "seed", "row", "method", "task", "experiment_name", "notes", "hparams",
@@ -42,21 +50,12 @@ class Choice:
         return len(self.scores) > 1 and self.lr in (min(self.scores), max(self.scores))
 
 
-def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(node, dict):
-        return {prefix: node}
-    out: dict[str, Any] = {}
-    for key, value in node.items():
-        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
 def unit_key(record: dict[str, Any]) -> str:
     """The record's settings but what a search varies: trials of one unit share it."""
-    flat = _flat(record["config"])
-    return json.dumps({k: v for k, v in sorted(flat.items())
+    flat = flatten(record["config"])
+    return json.dumps({k: v for k, v in flat.items()
                        if not any(k == p or k.startswith(p + ".") for p in _VARIED)},
-                      sort_keys=True, default=str)  # fmt: skip
+                      sort_keys=True)  # fmt: skip
 
 
 def _score(record: dict[str, Any]) -> tuple[str, float] | None:
@@ -65,6 +64,20 @@ def _score(record: dict[str, Any]) -> tuple[str, float] | None:
         return "heldout", metrics["heldout"]["score"]
     loss = (metrics.get("best") or {}).get("dev_loss")
     return None if loss is None else ("dev_loss", -loss)
+
+
+def _lr(record: dict[str, Any]) -> float:
+    return float(record["config"]["train"]["lr"])
+
+
+def _winner(scored: list[tuple[dict[str, Any], float]]) -> tuple[float, dict[float, float]]:
+    """The chosen lr of (trial, score) pairs and every lr's score, sorted by lr: the best
+    score wins, the smaller lr on a tie (an lr with two records counts its better one)."""
+    scores: dict[float, float] = {}
+    for r, score in scored:
+        lr = _lr(r)
+        scores[lr] = max(score, scores.get(lr, score))
+    return max(scores, key=lambda v: (scores[v], -v)), dict(sorted(scores.items()))
 
 
 def choose(records: list[dict[str, Any]]) -> dict[tuple[str, str], Choice]:
@@ -78,26 +91,65 @@ def choose(records: list[dict[str, Any]]) -> dict[tuple[str, str], Choice]:
         ValueError: a record lacks a row or a selection score, or one (row, task) holds
             trials of different settings (besides lr) or seeds: they are not one search.
     """
-    units: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    units: dict[tuple[str, str], list[tuple[dict, tuple[str, float]]]] = defaultdict(list)
     for r in records:
-        row = r["config"].get("row")
-        if row is None or _score(r) is None:
+        row, score = r["config"].get("row"), _score(r)
+        if row is None or score is None:
             raise ValueError(f"record {r.get('run_id')} has no row or no held-out selection "
                              "(data.heldout) or dev loss; it cannot be a search trial")  # fmt: skip
-        units[(row, r["task"])].append(r)
+        units[(row, r["task"])].append((r, score))
     out = {}
     for (row, task), trials in sorted(units.items()):
-        keys = {(unit_key(r), r["seed"]) for r in trials}
+        keys = {(unit_key(r), r["seed"]) for r, _ in trials}
         if len(keys) > 1:
             raise ValueError(f"the trials of {row} on {task} differ in more than train.lr "
                              f"({len(keys)} settings or seeds); one search per folder")  # fmt: skip
-        criteria = {_score(r)[0] for r in trials}
+        criteria = {criterion for _, (criterion, _) in trials}
         if len(criteria) > 1:
             raise ValueError(f"the trials of {row} on {task} mix held-out and dev-loss selection")
-        scores = {float(r["config"]["train"]["lr"]): _score(r)[1] for r in trials}
-        lr = max(scores, key=lambda v: (scores[v], -v))
-        out[(row, task)] = Choice(lr, dict(sorted(scores.items())), criteria.pop())
+        lr, scores = _winner([(r, value) for r, (_, value) in trials])
+        out[(row, task)] = Choice(lr, scores, criteria.pop())
     return out
+
+
+# -- the successors comparison: one search per (row, task) at one seed, beside other seeds
+
+
+def config_key(record: dict[str, Any]) -> str:
+    """Every setting of a record but the ones a unit varies (``train.lr``, the seed): two
+    records are trials or seeds of one (method, task) unit only when their keys agree."""
+    settings = settings_of(record)
+    settings.pop("train.lr", None)
+    return json.dumps(settings, sort_keys=True)
+
+
+def row_of(record: dict[str, Any]) -> str:
+    """The record's method row: the preset's ``row``, else the method's label key."""
+    return record["config"].get("row") or method_names(record["method"])[0]
+
+
+def chosen_lr(
+    records: list[dict[str, Any]], row: str, task: str, seed: int, key: str | None = None
+) -> tuple[float, int] | None:
+    """The learning rate a search chose for (``row``, ``task``) and its number of trials.
+
+    The search's trials are the records of that row and task at the search's ``seed``
+    with held-out selection (``metrics.heldout``); the chosen one has the best held-out
+    score (the smaller learning rate on a tie), as in :func:`choose`. Failed trials leave
+    no record and are not counted. ``key`` (:func:`config_key`) keeps only the trials of
+    that configuration.
+
+    Returns:
+        ``(lr, trials)``, or None when no trial finished.
+    """
+    scored = [(r, score[1]) for r in records
+              if row_of(r) == row and r["task"] == task and r["seed"] == seed
+              and (score := _score(r)) is not None and score[0] == "heldout"
+              and (key is None or config_key(r) == key)]  # fmt: skip
+    if not scored:
+        return None
+    lr, scores = _winner(scored)
+    return lr, len(scores)
 
 
 def next_step(lr: float, up: bool) -> float:

@@ -19,9 +19,10 @@ Sections (``sections=[...]`` picks a subset), all on random weights:
   forward (eval, no grad), training step, and merged forward (ours ``merge_lora``,
   peft ``merge_adapter``), beside the base.
 
-Writes a JSON record under ``results/runs/bench/``, then renders it
-(:mod:`experiments.report.efficiency_tables`, as ``make tables`` does) to
-``results/tables/<name>.md`` and ``.csv`` (figures and ratios).
+Writes a JSON record under ``results/runs/bench/``, then builds its tables as ``make
+tables`` does (``python -m experiments.tables --experiment bench`` in a child process:
+:mod:`experiments.report.efficiency_tables` renders it) to ``results/tables/<name>.md``
+and ``.csv`` (figures and ratios).
 
 Errors: a bad setting stops with one line naming it and the allowed values.
 """
@@ -42,6 +43,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from experiments.core.labels import METHODS, fmt_ratio, peak_key
 from experiments.core.schema import ConfigError
 from experiments.core.training import peak_memory, reset_peak_memory
 from experiments.perf.timing import (
@@ -57,7 +59,6 @@ from experiments.perf.timing import (
     setup,
     synchronize,
 )
-from experiments.report.efficiency_tables import METHODS, fmt_ratio, peak_key, write_bench_table
 from lora import (
     ARCHITECTURES,
     arch_spec,
@@ -74,7 +75,7 @@ log = logging.getLogger("experiments.bench")
 
 PRESETS = ("cpu", "gpu")
 SECTIONS = ("train", "memory", "checkpoint", "peft")
-#: The issue's targets: (figure, bound), each met when the ratio is at most the bound.
+#: The efficiency targets: (figure, bound), each met when the ratio is at most the bound.
 TARGETS = {
     "train_step": ("LoRA / full FT training step time", 0.75),
     "memory": ("LoRA / full FT peak training memory (decoder LM, small batch)", 0.5),
@@ -393,7 +394,7 @@ def _target(key: str, where: str, ratio: float, se: float) -> dict[str, Any]:
 
 
 def check_targets(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """The issue's efficiency targets evaluated on the measured ratios."""
+    """The efficiency targets evaluated on the measured ratios."""
     out = []
     for m in record["models"]:
         if "train" in m:
@@ -454,4 +455,4 @@ def run(cfg: DictConfig, timer=None) -> tuple[dict[str, Any], list[Path]]:
     record = perf_record("bench", s, device, cfg.notes, model=",".join(s.models),
                          models=models, memory=memory, peft=peft_result)  # fmt: skip
     record["targets"] = check_targets(record)
-    return record, publish(record, Path(s.results_dir), write_bench_table)
+    return record, publish(record, Path(s.results_dir))

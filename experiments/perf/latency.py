@@ -21,10 +21,11 @@ initialisation on its own copy of the weights, then folded into them and unloade
 variants are timed round-robin in one process (:func:`experiments.perf.timing.interleave`)
 and each variant's overhead is the median of its per-round ratio to the base.
 
-Writes a JSON record under ``results/runs/latency/``, then renders it
-(:mod:`experiments.report.latency_tables`, as ``make tables`` does) to
-``results/tables/<name>.md`` and ``.csv`` (ours beside the paper's Table 1) and
-``<name>.png`` (Figure 5-style heat maps of the adapters' slow-down).
+Writes a JSON record under ``results/runs/latency/``, then builds its table as ``make
+tables`` does (``python -m experiments.tables --experiment latency`` in a child process:
+:mod:`experiments.report.latency_tables` renders it) to ``results/tables/<name>.md`` and
+``.csv`` (ours beside the paper's Table 1) and ``<name>.png`` (Figure 5-style heat maps
+of the adapters' slow-down).
 
 Errors: a bad setting stops with one line naming it and the allowed values.
 """
@@ -41,6 +42,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from experiments.core.labels import ADAPTER_KINDS, fmt_targets, method_label
+from experiments.core.labels import LATENCY_LABELS as LABELS
 from experiments.core.schema import ConfigError
 from experiments.perf.timing import (
     arch_config,
@@ -54,9 +57,6 @@ from experiments.perf.timing import (
     setup,
     share_weights_copy,
 )
-from experiments.report.labels import LATENCY_LABELS as LABELS
-from experiments.report.labels import fmt_targets, method_label
-from experiments.report.latency_tables import ADAPTER_KINDS, write_latency_table
 from lora import count_parameters, lora_layers, make_method, merge_and_unload, merge_lora
 
 log = logging.getLogger("experiments.latency")
@@ -348,7 +348,7 @@ def measure_point(
 
 
 def check_targets(points: list[dict[str, Any]], variants: list[Variant]) -> list[dict[str, Any]]:
-    """Evaluate the issue's latency targets on the measured ratios.
+    """Evaluate the latency targets on the measured ratios.
 
     Returns one dict per target: ``target``, ``figure`` (what was measured), ``met``
     (bool, or None when the run has nothing to check it on).
@@ -486,4 +486,4 @@ def run(cfg: DictConfig, timer=None) -> tuple[dict[str, Any], list[Path]]:
         points=points,
         targets=check_targets(points, variants),
     )
-    return record, publish(record, Path(s.results_dir), write_latency_table)
+    return record, publish(record, Path(s.results_dir))

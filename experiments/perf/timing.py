@@ -24,6 +24,7 @@ import math
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -392,15 +393,26 @@ def save_record(record: dict[str, Any], results_dir: Path) -> Path:
     return path
 
 
-def publish(
-    record: dict[str, Any],
-    results_dir: Path,
-    render: Callable[[dict[str, Any], Path], list[Path]],
-) -> list[Path]:
-    """Save ``record`` (:func:`save_record`), then ``render(record, results_dir / "tables")``
-    as ``make tables`` does; returns the table paths, then the record's."""
+def publish(record: dict[str, Any], results_dir: Path) -> list[Path]:
+    """Save ``record`` (:func:`save_record`), then build its table as ``make tables`` does:
+    ``python -m experiments.tables --experiment <its experiment>`` in a child process, so
+    that the jobs never import the table code (experiments/report). Returns the paths of
+    the table named after the record (``settings.name``), then the record's.
+
+    Raises:
+        RuntimeError: the table did not build (the record is saved; its warnings and
+            traceback are on stderr above).
+    """
     run_path = save_record(record, results_dir)
-    return [*render(record, results_dir / "tables"), run_path]
+    cmd = [sys.executable, "-m", "experiments.tables", "--results-dir", str(results_dir),
+           "--experiment", record["experiment"]]  # fmt: skip
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{run_path} is saved but its table did not build: "
+                           f"`{' '.join(cmd[1:])}` exited {done.returncode}")  # fmt: skip
+    name = record["settings"]["name"]  # the folder's other tables are rebuilt as they were
+    tables = [Path(line) for line in done.stdout.splitlines() if Path(line).stem == name]
+    return [*tables, run_path]
 
 
 def run_cli(

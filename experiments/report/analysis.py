@@ -6,14 +6,14 @@ and the adapters their runs saved (``train.save_adapter=true``) at
 rank, seed and model; the adapter gives ``lora_A`` (r, d_in) and ``lora_B`` (d_out, r) of
 every adapted matrix; the pretrained model gives W. Outputs:
 
-* ``results/tables/table7.{md,csv}``: ‖UᵀW_qV‖_F with U, V the top-r singular vectors of
+* ``<results>/analysis/table7.{md,csv}``: ‖UᵀW_qV‖_F with U, V the top-r singular vectors of
   ΔW_q, of W_q and of a random matrix, at r=4 and r=64, plus ‖W_q‖_F, ‖ΔW_q‖_F and the
   amplification factor (§7.3), with the paper's GPT-3 values beside ours.
-* ``results/figures/figure3_subspace_r8_r64.png``: φ(A_{r=8}, A_{r=64}, i, j) (Eq. 4,
+* ``<results>/analysis/figure3_subspace_r8_r64.png``: φ(A_{r=8}, A_{r=64}, i, j) (Eq. 4,
   §7.2), same seed, W_q and W_v, every layer, with the paper's zoom on j ≤ 8.
-* ``results/figures/figure4_subspace_seeds_r64.png``: φ between A_{r=64} of two seeds,
+* ``<results>/analysis/figure4_subspace_seeds_r64.png``: φ between A_{r=64} of two seeds,
   with two random Gaussian matrices as the baseline.
-* ``results/figures/subspace_similarity.md``: the figures' key values as numbers.
+* ``<results>/analysis/subspace_similarity.md``: the figures' key values as numbers.
 """
 
 from __future__ import annotations

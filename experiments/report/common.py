@@ -12,14 +12,14 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from experiments.core.labels import (
+    fmt_params,  # noqa: F401  (re-exported: report modules written against it import it here)
+    method_label,
+    method_order,
+)
 from experiments.core.records import is_stale
-from experiments.report.labels import method_label, method_order
+from experiments.core.settings import settings_of
 
-# Left out of a row's identity: what core/records.py leaves out of a run's (_NOT_IDENTITY
-# and data.dir), the seed (pooled), the task (a column of its own) and `row`, a preset's
-# name for the hparams it picks (their resolved values are in the config).
-_NOT_SETTINGS = ("paths", "logger", "notes", "hparams", "rerun_stale", "verbose", "seed", "task",
-                 "experiment_name", "row")  # fmt: skip
 # Part of the method: shown through the label, never as a setting column of their own.
 _METHOD_KEYS = ("method", "model")
 PER_TASK = "per task"
@@ -27,17 +27,6 @@ STALE_MARK = "‡"
 STALE_NOTE = (
     f"{STALE_MARK} made by older code than the current tree; rerun with `rerun_stale=true`."
 )
-
-
-def fmt_params(n: int | None) -> str:
-    """Parameter count as the paper prints it: ``294,912`` -> ``0.29M``."""
-    if n is None:
-        return ""
-    if n >= 1e9:
-        return f"{n / 1e9:.2f}B"
-    if n >= 1e5:  # the paper writes 294,912 as 0.3M
-        return f"{n / 1e6:.2f}M"
-    return f"{n / 1e3:.1f}K" if n >= 1e3 else str(n)
 
 
 def fmt_value(value: Any) -> str:
@@ -54,23 +43,6 @@ def fmt_value(value: Any) -> str:
 
 
 # -- rows as configurations ------------------------------------------------------------
-
-
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested config -> ``{"prefix.dotted.key": JSON value}`` (empty dicts kept as ``{}``)."""
-    if isinstance(node, dict) and node:
-        out = {}
-        for key, value in node.items():
-            out.update(flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: json.dumps(node, sort_keys=True)}
-
-
-def settings_of(record: dict[str, Any]) -> dict[str, str]:
-    """The record's config as ``dotted.key -> JSON value``, less what is not a setting."""
-    config = {k: v for k, v in record.get("config", {}).items() if k not in _NOT_SETTINGS}
-    config["data"] = {k: v for k, v in config.get("data", {}).items() if k != "dir"}
-    return flatten(config)
 
 
 def _is_method_key(key: str) -> bool:

@@ -10,19 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from experiments.core.labels import METHOD_LABELS, METHODS, fmt_ratio, peak_key
 from experiments.report.common import STALE_MARK, any_stale, footer, hardware_line
-from experiments.report.labels import METHOD_LABELS
 from experiments.report.render import md_table, write_md_csv
 
-METHODS = ("full_ft", "lora")
 #: Columns of the efficiency CSV: one compared pair (a against b) per row.
 CSV_COLUMNS = ("section", "model", "measure", "unit", "a", "a_value", "a_std", "a_min", "b",
                "b_value", "b_std", "b_min", "ratio", "ratio_se", "target_max", "met")  # fmt: skip
-
-
-def fmt_ratio(ratio: float, se: float) -> str:
-    """``1.003±0.004``."""
-    return f"{ratio:.3f}±{se:.3f}"
 
 
 def fmt_bytes(n: float) -> str:
@@ -31,11 +25,6 @@ def fmt_bytes(n: float) -> str:
         if n >= size:
             return f"{n / size:.2f} {unit}"
     return f"{int(n)} B"
-
-
-def peak_key(device: str) -> str:
-    """Record key of the peak memory figure on ``device``."""
-    return "peak_gpu_mb" if device.startswith("cuda") else "peak_rss_mb"
 
 
 def _ms(stats: dict[str, float]) -> str:

@@ -10,12 +10,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-from experiments.report.common import STALE_MARK, any_stale, fmt_params, footer, hardware_line
-from experiments.report.labels import LATENCY_LABELS as LABELS
-from experiments.report.labels import fmt_targets
+from experiments.core.labels import ADAPTER_KINDS, fmt_params, fmt_targets
+from experiments.core.labels import LATENCY_LABELS as LABELS
+from experiments.report.common import STALE_MARK, any_stale, footer, hardware_line
 from experiments.report.render import md_table, write_md_csv
 
-ADAPTER_KINDS = ("adapter_l", "adapter_h")
 #: The architecture paper Table 1 timed.
 PAPER_MODEL = "gpt2-medium"
 #: Paper Table 1 (§3; NVIDIA Quadro RTX 8000, 100 trials, GPT-2 medium; paper.md §3):

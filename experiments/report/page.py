@@ -24,9 +24,9 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 
+from experiments.core.load import load_records
 from experiments.glue.data import TASKS as GLUE_TASKS
 from experiments.report.common import provenance_line
-from experiments.report.load import load_records
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,10 @@ SECTIONS: tuple[Section, ...] = (
             ("tables/demo_lr_search.md",), "demo-search", ("demo_lr_search",)),
     Section("Table 2: GLUE, RoBERTa-base", "Table 2 (§5.3), the paper's own setting",
             ("tables/table2_roberta_base.md",), "table2", ("table2_roberta_base",)),
+    Section("Table 3 demo: E2E NLG, FT vs LoRA, SmolLM2-135M", "Table 3 (§5.5), at CPU scale",
+            ("tables/e2e_demo.md",), "e2e-demo", ("e2e_demo",)),
     Section("Table 3: E2E NLG, SmolLM2-135M", "Table 3 (§5.5), GPT-2 M rows",
-            ("tables/e2e_smollm2.md",), "e2e-demo", ("e2e_smollm2",)),
+            ("tables/e2e_smollm2.md",), "table3-smollm2", ("e2e_smollm2",)),
     Section("Table 5: which weight matrices", "Table 5 (§7.1)",
             ("tables/table5_minilm.md",), "table5", ("table5_minilm",)),
     Section("Table 5 on E2E: which weight matrices, SmolLM2-135M", "Table 5 (§7.1), on E2E",
@@ -84,6 +86,10 @@ SECTIONS: tuple[Section, ...] = (
             "VeRA and LoRA+ with the same learning-rate search",
             ("tables/successors_minilm.md", "tables/successors_minilm_latency.md"), "successors",
             ("successors_minilm", "latency:successors_minilm_latency")),
+    Section("Beyond the paper: when does LoRA match FT?", "not in the paper: target set at a "
+            "matched count, lr ratio, batch size, rank; the spectrum of ΔW",
+            ("tables/parity.md", "tables/parity_spectrum.md"), "parity",
+            ("parity", "parity_spectrum")),
 )  # fmt: skip
 
 _LINK = re.compile(r"(!?\[[^\]]*\]\()([^)\s]+)(\))")

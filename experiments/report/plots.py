@@ -12,9 +12,9 @@ import matplotlib
 matplotlib.use("Agg")  # headless: files only
 import matplotlib.pyplot as plt  # noqa: E402
 
+from experiments.core.labels import method_label  # noqa: E402
 from experiments.core.selection import Choice, choose  # noqa: E402
 from experiments.glue.data import TASKS as GLUE_TASKS  # noqa: E402
-from experiments.report.labels import method_label  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:

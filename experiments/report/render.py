@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 from tabulate import DataRow, TableFormat, tabulate
 
+from experiments.core.labels import fmt_params, method_names
+from experiments.core.settings import flatten, settings_of
 from experiments.report.common import (
     any_stale,
-    flatten,
-    fmt_params,
     fmt_value,
     footer,
     group_rows,
@@ -35,9 +35,7 @@ from experiments.report.common import (
     seeds_cell,
     setting_cell,
     setting_columns,
-    settings_of,
 )
-from experiments.report.labels import method_names
 from experiments.report.stats import (
     SCHEME,
     Claim,

@@ -5,7 +5,8 @@ Paper values: /work/shared/reference/paper.md (Table 2, GLUE dev ×100, median o
 seeds; Table 3, E2E; Tables 5, 6, 16, 18 and 14). ``prior`` marks the ``*`` rows the
 paper copied from earlier work, ``houlsby_setup`` its ``†`` rows (sequence length 128,
 fixed batch size, no MNLI initialisation). :mod:`experiments.report.render` turns a
-spec into Markdown and CSV; :func:`spec_for` says which spec an experiment gets.
+spec into Markdown and CSV; :func:`layout_for` and :data:`BY_KIND` say which spec an
+experiment gets.
 """
 
 from __future__ import annotations
@@ -19,9 +20,15 @@ from typing import Any
 
 import numpy as np
 
+from experiments.core.labels import (
+    METHOD_LABELS,
+    fmt_params,
+    fmt_targets,
+    method_label,
+    method_names,
+)
 from experiments.glue.data import TASKS as GLUE_TASKS
-from experiments.report.common import STALE_MARK, any_stale, fmt_params, footer, seeds_cell
-from experiments.report.labels import METHOD_LABELS, fmt_targets, method_label, method_names
+from experiments.report.common import STALE_MARK, any_stale, footer, seeds_cell
 from experiments.report.plots import plot_dev_loss, plot_lr_search, plot_rank_sweep
 from experiments.report.render import (
     BOOTSTRAP,
@@ -848,7 +855,7 @@ LAYOUTS = {
         Layout("table18", render_table18),
     )
 }
-#: the table of each record kind (experiments.report.load.kind) outside the layouts
+#: the table of each record kind (experiments.core.load.kind) outside the layouts
 BY_KIND = {"e2e": E2E, "webnlg": WEBNLG, "glue": GLUE}
 
 

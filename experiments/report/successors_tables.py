@@ -5,8 +5,8 @@ The records come from ``python -m experiments.successors`` (conf/experiment/
 successors_minilm.yaml): per (method, task) the search's trials at one seed, then the
 chosen learning rate on every seed. From them, per method and task:
 
-- the chosen lr (:func:`chosen_lr`: the best held-out score among the search's trials)
-  and the number of trials;
+- the chosen lr (:func:`experiments.core.selection.chosen_lr`: the best held-out score
+  among the search's trials) and the number of trials;
 - the median and min-max over seeds at the chosen lr, under the paper's protocol (the
   best dev epoch, ``metrics.main``) and under held-out selection (the dev score at the
   epoch with the best held-out score, ``metrics.heldout.main``);
@@ -22,7 +22,6 @@ AdapterH as it runs; FT and BitFit ship the base architecture itself.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import statistics
@@ -35,56 +34,27 @@ import matplotlib
 matplotlib.use("Agg")  # headless: files only
 import matplotlib.pyplot as plt  # noqa: E402
 
+from experiments.core.labels import METHOD_LABELS, fmt_params, method_names  # noqa: E402
+from experiments.core.selection import chosen_lr, config_key, row_of  # noqa: E402
 from experiments.glue.data import TASKS as GLUE_TASKS  # noqa: E402
-from experiments.report.common import any_stale, fmt_params, footer, settings_of  # noqa: E402
-from experiments.report.labels import METHOD_LABELS, method_names  # noqa: E402
-from experiments.report.render import md_table, missing_note, write_md_csv  # noqa: E402
+from experiments.report.common import any_stale, footer  # noqa: E402
+from experiments.report.render import (  # noqa: E402
+    N_RESAMPLES,
+    claim_note,
+    csv_values,
+    md_table,
+    missing_note,
+    write_md_csv,
+)
+from experiments.report.render import cells as interval_cells  # noqa: E402
+from experiments.report.stats import Claim, Interval, paired_bootstrap_average  # noqa: E402
 
-#: the reference row of the ratio columns
+#: the reference row of the ratio and difference columns
 REFERENCE = "lora"
+#: what each successor's paper claims against LoRA, tested on every row's Δ from LoRA
+SUCCESSOR_CLAIM = Claim("the row performs on par with or better than LoRA (r=8 on W_q,W_v), "
+                        "as each successor's paper reports", "at_least", 1.0)  # fmt: skip
 log = logging.getLogger(__name__)
-
-
-def config_key(record: dict[str, Any]) -> str:
-    """Every setting of a record but the ones a unit varies (``train.lr``, the seed): two
-    records are trials or seeds of one (method, task) unit only when their keys agree."""
-    settings = settings_of(record)
-    settings.pop("train.lr", None)
-    return json.dumps(settings, sort_keys=True)
-
-
-def _row(record: dict[str, Any]) -> str:
-    """The record's method row: the preset's ``row``, else the method's label key."""
-    return record["config"].get("row") or method_names(record["method"])[0]
-
-
-def _search_trials(records: list[dict[str, Any]], row: str, task: str, seed: int) -> list[dict]:
-    return [r for r in records
-            if _row(r) == row and r["task"] == task and r["seed"] == seed
-            and "heldout" in r["metrics"]]  # fmt: skip
-
-
-def chosen_lr(
-    records: list[dict[str, Any]], row: str, task: str, seed: int, key: str | None = None
-) -> tuple[float, int] | None:
-    """The learning rate a search chose for (``row``, ``task``) and its number of trials.
-
-    The search's trials are the records of that row and task at the search's ``seed``
-    with held-out selection (``metrics.heldout``); the chosen one has the best held-out
-    score (the smaller learning rate on a tie). Failed trials leave no record and are
-    not counted. ``key`` (:func:`config_key`) keeps only the trials of that configuration.
-
-    Returns:
-        ``(lr, trials)``, or None when no trial finished.
-    """
-    trials = [r for r in _search_trials(records, row, task, seed)
-              if key is None or config_key(r) == key]  # fmt: skip
-    if not trials:
-        return None
-    best = max(
-        trials, key=lambda r: (r["metrics"]["heldout"]["score"], -r["config"]["train"]["lr"])
-    )
-    return float(best["config"]["train"]["lr"]), len({r["config"]["train"]["lr"] for r in trials})
 
 
 def _search_seed(recs: list[dict[str, Any]]) -> int:
@@ -130,7 +100,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, 
     by_unit: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in records:
         if "heldout" in r["metrics"]:
-            by_unit[(_row(r), r["task"])].append(r)
+            by_unit[(row_of(r), r["task"])].append(r)
     out = {}
     for (row, task), recs in by_unit.items():
         keys = {config_key(r) for r in recs}
@@ -221,6 +191,36 @@ def _order(rows: list[str]) -> list[str]:
     """Rows in the paper's method order (METHOD_LABELS), unknown rows last by name."""
     order = list(METHOD_LABELS)
     return sorted(rows, key=lambda r: (order.index(r) if r in order else len(order), r))
+
+
+def _outputs(records: list[dict[str, Any]]) -> dict[int, tuple] | None:
+    """seed -> (pred, label, index) of the dev set at the held-out epoch, or None when a
+    record predates per-example outputs."""
+    out = {}
+    for r in records:
+        p = (r.get("predictions") or {}).get("heldout")
+        if p is None:
+            return None
+        out[r["seed"]] = (p["pred"], p["label"], p["index"])
+    return out or None
+
+
+def differences(units: dict[tuple[str, str], dict[str, Any]], row: str,
+                tasks: list[str]) -> dict[str, Interval | None]:  # fmt: skip
+    """Interval on ``row`` − LoRA per task (and ``"avg"`` over ``tasks``, one seed draw), at
+    each one's chosen lr, paired over seeds and dev examples (held-out protocol)."""
+    pairs = {}
+    for t in tasks:
+        unit, ref = units.get((row, t)), units.get((REFERENCE, t))
+        a, b = (None, None) if unit is None or ref is None else (
+            _outputs(unit["records"]), _outputs(ref["records"]))  # fmt: skip
+        pairs[t] = None if a is None or b is None else (a, b, GLUE_TASKS[t].main_metric)
+    out = {t: None if x is None else paired_bootstrap_average([x], n_resamples=N_RESAMPLES)
+           for t, x in pairs.items()}  # fmt: skip
+    ready = [x for x in pairs.values() if x is not None]
+    out["avg"] = (paired_bootstrap_average(ready, n_resamples=N_RESAMPLES)
+                  if tasks and len(ready) == len(tasks) else None)  # fmt: skip
+    return out
 
 
 def render(experiment: str, records: list[dict[str, Any]], notes: str | None,
@@ -321,6 +321,37 @@ def render(experiment: str, records: list[dict[str, Any]], notes: str | None,
         lines += ["", f"Inference latency: not measured yet (no `{experiment}_latency` "
                   "record; `python -m experiments.latency preset=successors "
                   "model=minilm-l6`)."]  # fmt: skip
+    lines += ["", f"## Difference from {METHOD_LABELS[REFERENCE]}", ""]
+    header = ["Method", *(f"{display[t]} {s}" for t in tasks for s in ("Δ [95% CI]", "verdict")),
+              "Avg. Δ [95% CI]", "Avg. verdict"]  # fmt: skip
+    body, beyond = [], []
+    for row in rows:
+        label = _label(row, firsts[row]["method"])
+        if row == REFERENCE:
+            body.append([label, *["reference", ""] * (len(tasks) + 1)])
+            continue
+        diff = differences(units, row, tasks)
+        body.append(
+            [label, *(v for k in [*tasks, "avg"] for v in interval_cells(diff[k], SUCCESSOR_CLAIM))]
+        )
+        for entry in csv_rows:
+            if entry["method"] == row:
+                entry.update(zip(("delta_vs_lora", "delta_low", "delta_high", "verdict"),
+                                 csv_values(diff[entry["task"]], SUCCESSOR_CLAIM), strict=True))  # fmt: skip
+        beyond += [
+            f"{label} on {display[t] if t != 'avg' else 'average'} {diff[t].cell(1)}"
+            for t in [*tasks, "avg"][: len(tasks) + (len(tasks) > 1)]
+            if diff[t] is not None and diff[t].low > 0
+        ]
+    lines += md_table(header, body)
+    lines += ["", claim_note(SUCCESSOR_CLAIM, METHOD_LABELS[REFERENCE]) + " Each row at its own "
+              "chosen lr; the average pools the tasks with one seed draw.",
+              "", "Beyond LoRA's interval (the whole interval above 0): "
+              + ("; ".join(beyond) or "none") + "."]  # fmt: skip
+    for entry in csv_rows:  # every row the same columns, LoRA's empty
+        for key in ("delta_vs_lora", "delta_low", "delta_high", "verdict"):
+            entry.setdefault(key, "")
+
     beats = beats_reference(units)
     summary = ", ".join(f"{_label(r, units[(r, t)]['method'])} on {display[t]}"
                         for r, t in beats) or "none"  # fmt: skip

@@ -24,7 +24,7 @@ from experiments.report.common import latest
 from experiments.report.efficiency_tables import write_bench_table
 from experiments.report.latency_tables import write_latency_table
 from experiments.report.load import kind, load_records
-from experiments.report.parity import PARITY, with_base
+from experiments.report.parity import PARITY, SPECTRUM, with_base
 from experiments.report.render import Layout, Records, ScoreTable, write_md_csv
 from experiments.report.specs import BY_KIND, layout_for
 from experiments.report.successors_tables import write_successors_table
@@ -34,7 +34,7 @@ def write_table(spec: ScoreTable | Layout, out: Path, stem: str, experiment: str
                 records: Records) -> list[Path]:  # fmt: skip
     """Write ``<out>/<stem>.md`` and ``.csv`` (and the spec's plot) from ``records``."""
     figure = spec.figure(records, out, stem) if spec.figure else None
-    md, rows = spec.render(experiment, records, records[-1]["config"].get("notes"), figure)
+    md, rows = spec.render(experiment, records, records[-1].get("config", {}).get("notes"), figure)
     return write_md_csv(out, stem, md, rows) + ([figure] if figure else [])
 
 
@@ -59,6 +59,8 @@ def write_tables(results_dir: Path, experiment: str | None = None) -> list[Path]
             written += write_successors_table(out, exp, recs, timed.get(f"{exp}_latency"))
         elif exp == PARITY.prefix:  # the factor study, with the demo's base cells
             written += write_table(PARITY, out, exp, exp, with_base(results_dir, recs))
+        elif all(kind(r) == "spectrum" for r in recs):  # ΔW of saved runs (experiments.spectrum)
+            written += write_table(SPECTRUM, out, exp, exp, recs)
         elif (layout := layout_for(exp)) is not None:  # paper Tables 5, 6, 16, 18
             written += write_table(layout, out, exp, exp, recs)
         else:
