@@ -210,3 +210,18 @@ def test_driver_runs_stage_1_per_task_then_the_ranks_on_the_best_targets(tmp_pat
     with pytest.raises(SystemExit) as exit_:
         parity.main([f"paths.results_dir={tmp_path}"])
     assert exit_.value.code == 1
+
+
+@pytest.mark.parametrize("targets", ["[q,v]", "all-linear"])
+def test_every_row_the_driver_runs_validates(targets):
+    from experiments import parity
+    from experiments.core.schema import validate
+    from experiments.tasks import known_tasks
+    from tests.test_config import compose_cfg
+
+    for task, rows in parity.STAGE1.items():
+        for row in [*rows.split(","), *parity.RANK_ROWS.split(",")]:
+            cfg = compose_cfg(["experiment=parity", f"task={task}", f"row={row}",
+                               f"hparams.rank_targets={targets}"])  # fmt: skip
+            assert validate(cfg, known_tasks()).name in ("lora", "full_ft")
+            assert cfg.train.lr > 0 and cfg.train.save_adapter

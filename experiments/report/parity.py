@@ -52,7 +52,7 @@ def with_base(results_dir: Path, records: Records) -> Records:
     """The study's records plus the demo's FT and LoRA records (its base cells)."""
     experiment, rows = BORROWED
     base = [r for r in load_records(results_dir, experiment) if r["config"].get("row") in rows]
-    return records + base
+    return base + records  # the study's own last: its notes are the table's
 
 
 @dataclass
@@ -292,7 +292,7 @@ def render(experiment: str, records: Records, notes: str | None,
         md += ["", notes.strip()]
     if figure is not None:
         md += ["", f"![LoRA − FT against each factor]({figure.name})"]
-    every = [r for c, _ in pairs for r in c.records]
+    every = list({id(r): r for c, _ in pairs for r in c.records}.values())  # each run once
     md += missing_note(every, PROTO)
     md += footer(every, any(STALE_MARK in line[1] for line in lines))
     return "\n".join(md) + "\n", csv_rows
