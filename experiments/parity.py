@@ -28,7 +28,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from experiments.core.records import load_records
+from experiments.core.load import load_records
 
 PRESET = "parity"
 #: the targets factor's rows, and the demo's LoRA row that is its W_q,W_v cell

@@ -24,7 +24,7 @@ from experiments.core.labels import fmt_params, fmt_targets
 from experiments.core.load import load_records
 from experiments.glue.data import TASKS as GLUE_TASKS
 from experiments.report.common import STALE_MARK, any_stale, footer
-from experiments.report.plots import _save
+from experiments.report.plots import save_figure
 from experiments.report.render import (
     N_RESAMPLES,
     Layout,
@@ -35,7 +35,7 @@ from experiments.report.render import (
     md_table,
     missing_note,
 )
-from experiments.report.specs import GLUE_CLAIM, _dev_outputs, glue_score
+from experiments.report.specs import GLUE_CLAIM, dev_outputs, glue_score
 from experiments.report.stats import Interval, paired_bootstrap_average
 
 EXPERIMENT = "parity"
@@ -134,13 +134,8 @@ def _same_as_base(recs: Records, row: str, base: Records) -> Records:
 
 
 def _arrays(records: Records) -> dict[int, tuple] | None:
-    out = {}
-    for r in records:
-        arrays = _dev_outputs(r, PROTO)
-        if arrays is None:
-            return None
-        out[r["seed"]] = arrays
-    return out or None
+    arrays = {r["seed"]: dev_outputs(r, PROTO) for r in records}
+    return None if not arrays or None in arrays.values() else arrays
 
 
 #: intervals by the records' identities and the tasks, so that the table, its notes and the
@@ -348,7 +343,7 @@ def figure(records: Records, out: Path, stem: str) -> Path | None:
     axes[0][0].set_ylabel("LoRA − FT (points)")
     axes[0][0].legend(fontsize=7)
     fig.suptitle("LoRA − FT at the same batch size, 95% intervals; dashed: −1 point", fontsize=9)
-    return _save(fig, out / f"{stem}.png")
+    return save_figure(fig, out / f"{stem}.png")
 
 
 PARITY = Layout(EXPERIMENT, render, figure)

@@ -17,7 +17,7 @@ from experiments.core.selection import Choice, choose  # noqa: E402
 from experiments.glue.data import TASKS as GLUE_TASKS  # noqa: E402
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def save_figure(fig: plt.Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -54,7 +54,7 @@ def plot_rank_sweep(records: list[dict[str, Any]], path: Path) -> Path | None:
     ax.set_title("Rank sweep" + (f": median of {seeds} seeds, band min-max" if seeds > 1 else ""))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_lr_search(records: list[dict[str, Any]], path: Path) -> Path | None:
@@ -91,7 +91,7 @@ def plot_lr_search(records: list[dict[str, Any]], path: Path) -> Path | None:
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.suptitle("Learning-rate search (circled: chosen, best held-out score)", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_dev_loss(records: list[dict[str, Any]], path: Path) -> Path | None:
@@ -120,4 +120,4 @@ def plot_dev_loss(records: list[dict[str, Any]], path: Path) -> Path | None:
     ax.set_title("Dev loss by epoch (circled: the epoch scored on test)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)

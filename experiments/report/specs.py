@@ -127,14 +127,15 @@ def _glue_columns(records: Records, proto: str) -> list[Column]:
             for t in GLUE_COLUMNS]  # fmt: skip
 
 
-def _dev_outputs(record: dict[str, Any], proto: str) -> tuple | None:
+def dev_outputs(record: dict[str, Any], proto: str) -> tuple | None:
+    """``(pred, label, index)`` of the dev set under ``proto``, or None without outputs."""
     p = (record.get("predictions") or {}).get(proto)
     return None if p is None else (p["pred"], p["label"], p["index"])
 
 
 def _glue_comparisons(columns: list[Column], proto: str) -> list[Comparison]:
     return [Comparison(c.key, c.head, lambda r, t=c.key: r["task"] == t,
-                       functools.partial(_dev_outputs, proto=proto),
+                       functools.partial(dev_outputs, proto=proto),
                        GLUE_TASKS[c.key].main_metric, GLUE_CLAIM) for c in columns]  # fmt: skip
 
 

@@ -38,6 +38,7 @@ from experiments.core.labels import METHOD_LABELS, fmt_params, method_names  # n
 from experiments.core.selection import chosen_lr, config_key, row_of  # noqa: E402
 from experiments.glue.data import TASKS as GLUE_TASKS  # noqa: E402
 from experiments.report.common import any_stale, footer  # noqa: E402
+from experiments.report.plots import save_figure  # noqa: E402
 from experiments.report.render import (  # noqa: E402
     N_RESAMPLES,
     claim_note,
@@ -47,6 +48,7 @@ from experiments.report.render import (  # noqa: E402
     write_md_csv,
 )
 from experiments.report.render import cells as interval_cells  # noqa: E402
+from experiments.report.specs import dev_outputs  # noqa: E402
 from experiments.report.stats import Claim, Interval, paired_bootstrap_average  # noqa: E402
 
 #: the reference row of the ratio and difference columns
@@ -194,15 +196,10 @@ def _order(rows: list[str]) -> list[str]:
 
 
 def _outputs(records: list[dict[str, Any]]) -> dict[int, tuple] | None:
-    """seed -> (pred, label, index) of the dev set at the held-out epoch, or None when a
-    record predates per-example outputs."""
-    out = {}
-    for r in records:
-        p = (r.get("predictions") or {}).get("heldout")
-        if p is None:
-            return None
-        out[r["seed"]] = (p["pred"], p["label"], p["index"])
-    return out or None
+    """seed -> (pred, label, index) at the held-out epoch, or None when a record predates
+    per-example outputs."""
+    arrays = {r["seed"]: dev_outputs(r, "heldout") for r in records}
+    return None if not arrays or None in arrays.values() else arrays
 
 
 def differences(units: dict[tuple[str, str], dict[str, Any]], row: str,
@@ -411,10 +408,7 @@ def plot_pareto(records: list[dict[str, Any]], path: Path) -> Path | None:
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("dev score ×100, held-out selection\n(median, min-max over seeds)")
     axes[0][0].legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_successors_table(out: Path, experiment: str, records: list[dict[str, Any]],
