@@ -5,13 +5,19 @@ then the chosen learning rate on every seed.
     python -m experiments.successors --preset successors_minilm_full   # 12 trials, more data
     python -m experiments.successors --rows lora,dora --tasks mrpc     # a part of it
     python -m experiments.successors --trials 2 -- paths.results_dir=/tmp/x data.heldout=32
+    python -m experiments.successors --preset successors_demo --rows rslora,dora,pissa,vera,loraplus \
+        --tasks sst2,stsb --extend-edges 3                                # a grid search
 
 For each (row, task) of the plan, one after another per worker (``--jobs`` at a time):
 
 1. ``python -m experiments.train -m experiment=<preset> task=<task> row=<row>``: the
    preset's Optuna sweeper (conf/hydra/sweeper/lr_search.yaml) searches ``train.lr`` at
-   the preset's seed and maximises the held-out score;
-2. the learning rate whose record has the best held-out score
+   the preset's seed and maximises the held-out score (or runs the preset's grid of
+   ``train.lr`` under the basic sweeper);
+2. with ``--extend-edges N``, up to N rounds of one more run at the next half-decade
+   step beyond a winner at the grid's edge (:func:`experiments.core.selection.extensions`),
+   until the winner is inside the grid or a step beyond it was tried;
+3. the learning rate whose record has the best held-out score
    (:func:`experiments.core.selection.chosen_lr`) runs on ``--seeds``; the
    search's own run at that learning rate is the first seed's record and is skipped.
 
@@ -24,6 +30,7 @@ step failed, naming it.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -35,7 +42,7 @@ from omegaconf import OmegaConf
 
 from experiments.core.load import load_records
 from experiments.core.schema import register_configs
-from experiments.core.selection import chosen_lr, config_key
+from experiments.core.selection import choose, chosen_lr, config_key, extensions
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 DEFAULT_TASKS = "sst2,mrpc,stsb"
@@ -71,21 +78,48 @@ def _sweep_dir(row: str, task: str, phase: str) -> str:
 
 
 def run_unit(preset: str, row: str, task: str, seeds: list[int], overrides: list[str],
-             cfg, trials: int | None = None) -> tuple[str, str]:  # fmt: skip
+             cfg, trials: int | None = None, extend: int = 0) -> tuple[str, str]:  # fmt: skip
     """Search, choose, then the seeds, for one (row, task): ``(status, one line)``.
 
-    ``trials`` overrides the preset sweeper's ``n_trials`` (the search only).
+    ``trials`` overrides the preset sweeper's ``n_trials`` (the search only); ``extend``
+    is the number of edge-extension rounds after it.
     """
     name = f"{row} on {task}"
     log = Path(cfg.paths.output_dir) / "successors" / cfg.experiment_name / f"{row}-{task}.log"
     try:
-        return _run_unit(preset, row, task, seeds, overrides, cfg, trials, log)
+        return _run_unit(preset, row, task, seeds, overrides, cfg, trials, log, extend)
     except Exception as err:  # one unit's trouble never stops the others
         return "failed", f"{name}: {type(err).__name__}: {err}; see {log}"
 
 
+def _tried(results_dir: Path, experiment: str, row: str, task: str, seed: int) -> set[float]:
+    """The learning rates of (``row``, ``task``) at ``seed`` with a record, ok or failed (a
+    diverged step closes that side of the grid)."""
+    out = set()
+    for path in (Path(results_dir) / "runs" / experiment).glob("*.json"):
+        try:
+            c = json.loads(path.read_text())["config"]
+            if (c["row"], c["task"]["name"], c["seed"]) == (row, task, seed):
+                out.add(float(c["train"]["lr"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def _edge_step(records: list[dict], row: str, task: str, seed: int, key: str,
+               tried: set[float]) -> float | None:  # fmt: skip
+    """The next lr beyond this unit's winner at the grid's edge, or None (inside, or
+    the step was tried)."""
+    trials = [r for r in records if r["config"].get("row") == row and r["task"] == task
+              and r["seed"] == seed and config_key(r) == key]  # fmt: skip
+    if not trials:
+        return None
+    steps = extensions(choose(trials), {(row, task): tried})
+    return steps[0][2] if steps else None
+
+
 def _run_unit(preset: str, row: str, task: str, seeds: list[int], overrides: list[str],
-              cfg, trials: int | None, log: Path) -> tuple[str, str]:  # fmt: skip
+              cfg, trials: int | None, log: Path, extend: int = 0) -> tuple[str, str]:  # fmt: skip
     name = f"{row} on {task}"
     point = [f"experiment={preset}", f"task={task}", f"row={row}", *overrides]
     print(f"start: {name} (log: {log})", flush=True)
@@ -93,10 +127,20 @@ def _run_unit(preset: str, row: str, task: str, seeds: list[int], overrides: lis
     search = [f"hydra.sweeper.n_trials={trials}"] if trials else []
     searched = _train([*point, *search, _sweep_dir(row, task, "search")], log)  # non-zero
     # when a trial failed; the others still count
-    records = load_records(cfg.paths.results_dir, cfg.experiment_name)
     # only this configuration's trials: the folder may hold runs with other settings
     unit = compose_preset(preset, [*overrides, f"task={task}", f"row={row}"])
     key = config_key({"config": OmegaConf.to_container(unit, resolve=True)})
+    for _ in range(extend):
+        records = load_records(cfg.paths.results_dir, cfg.experiment_name)
+        tried = _tried(cfg.paths.results_dir, cfg.experiment_name, row, task, cfg.seed)
+        step = _edge_step(records, row, task, cfg.seed, key, tried)
+        if step is None:
+            break
+        print(f"edge: {name}: the winner is at the grid's edge, trying lr {step:g}", flush=True)
+        # a step that diverges leaves a failed record: it closes that side, not the unit
+        _train([*point, "hydra/sweeper=basic", f"train.lr={step!r}", f"seed={cfg.seed}",
+                _sweep_dir(row, task, "edge")], log)  # fmt: skip
+    records = load_records(cfg.paths.results_dir, cfg.experiment_name)
     choice = chosen_lr(records, row, task, cfg.seed, key)
     if choice is None:
         return "failed", f"{name}: no trial finished (exit {searched}); see {log}"
@@ -131,12 +175,16 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="trials per search; default: the preset's sweeper n_trials",
     )
+    parser.add_argument("--extend-edges", type=int, default=0, metavar="N",
+                        help="rounds of one step beyond a winner at the grid's edge")  # fmt: skip
     parser.add_argument("--jobs", type=int, default=2, help="(row, task) units at a time")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
     args = parser.parse_args(argv)
     seeds = _int_list("--seeds", args.seeds)
     if args.jobs < 1 or (args.trials is not None and args.trials < 1):
         sys.exit("error: invalid setting --jobs/--trials: must be integers >= 1")
+    if args.extend_edges < 0:
+        sys.exit("error: invalid setting --extend-edges: must be an integer >= 0")
     try:
         cfg = compose_preset(args.preset, args.overrides)
     except Exception as err:  # a Hydra compose error: one line, no traceback
@@ -156,7 +204,8 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(run_unit, args.preset, row, task, seeds, args.overrides, cfg,
-                               args.trials) for row, task in units]  # fmt: skip
+                               args.trials, args.extend_edges)
+                   for row, task in units]  # fmt: skip
         results = []
         for future in futures:
             status, line = future.result()
