@@ -172,6 +172,25 @@ successors: install ## LoRA's successors: 9 methods x SST-2, MRPC, STS-B, same 3
 	echo "make successors: wall time $$(( took / 60 )) min $$(( took % 60 )) s; table: $(RESULTS)/tables/$$p.md"; \
 	exit $$status
 
+successors-demo: install ## LoRA's successors at the demo's budget: rsLoRA, DoRA, PiSSA, VeRA, LoRA+ x SST-2, STS-B, 3-point lr grid + edge steps (held-out), 3 seeds; FT, LoRA, AdapterH from the demo's records; then their merged latency (~80 min estimated)
+	@start=$$(date +%s); \
+	$(PY) -m experiments.successors --preset successors_demo --rows rslora,dora,pissa,vera,loraplus \
+	  --tasks sst2,stsb --extend-edges 3 $(ARGS); status=$$?; \
+	$(PY) -m experiments.latency preset=successors model=minilm-l6 name=successors_demo_latency || status=1; \
+	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment successors_demo; \
+	took=$$(( $$(date +%s) - start )); \
+	echo "make successors-demo: wall time $$(( took / 60 )) min $$(( took % 60 )) s; table: $(RESULTS)/tables/successors_demo.md"; \
+	exit $$status
+
+parity-target-lr: install ## The parity study's target sets (qkvo r4, MLP r3, all-linear r2), each with its own lr search (successors-demo's procedure), 3 seeds, against the demo's FT and W_q,W_v LoRA (~40 min estimated)
+	@start=$$(date +%s); \
+	$(PY) -m experiments.successors --preset parity_target_lr --rows qkvo_r4,mlp_r3,all_r2 \
+	  --tasks sst2,stsb --extend-edges 3 $(ARGS); status=$$?; \
+	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment parity_target_lr; \
+	took=$$(( $$(date +%s) - start )); \
+	echo "make parity-target-lr: wall time $$(( took / 60 )) min $$(( took % 60 )) s; table: $(RESULTS)/tables/parity_target_lr.md"; \
+	exit $$status
+
 report: install ## One page from the built tables: <results>/report/index.html + README.md (5 s)
 	$(PY) -m experiments.report_page --results-dir results
 	@if [ "$(RESULTS)" != results ] && [ -d "$(RESULTS)/tables" ]; then \
@@ -184,4 +203,4 @@ analysis: install ## Paper §7: Table 7, Figures 3-4 from 4 saved LoRA adapters 
 clean: ## Remove Trainer scratch space and Hydra logs (records are kept)
 	rm -rf outputs multirun .pytest_cache .ruff_cache
 
-.PHONY: help install demo demo-search parity test rehearse test-slow test-gpu lint format sweep tables table2 params latency bench e2e-demo webnlg-demo table5 table5-e2e table6 table16 table18 successors report analysis clean e2e-demo-search table3-smollm2
+.PHONY: help install demo demo-search parity test rehearse test-slow test-gpu lint format sweep tables table2 params latency bench e2e-demo webnlg-demo table5 table5-e2e table6 table16 table18 successors successors-demo parity-target-lr report analysis clean e2e-demo-search table3-smollm2

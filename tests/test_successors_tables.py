@@ -232,3 +232,54 @@ def test_difference_from_lora_is_the_paired_bootstrap_on_the_chosen_lrs_outputs(
         rows = {r["method"]: r for r in csv.DictReader(f)}
     assert float(rows["dora"]["delta_vs_lora"]) == 15.0 and rows["lora"]["verdict"] == ""
     assert rows["dora"]["verdict"] == "agrees"
+
+
+def test_borrowed_rows_come_from_sources_of_the_same_budget_each_run_once(tmp_path, monkeypatch):
+    from experiments.report import successors_tables
+
+    monkeypatch.setitem(successors_tables.BORROWED, EXP, (("demo_fx", "search_fx"), ("lora",)))
+    own = [r for r in fixture_records() if r["config"]["row"] == "dora"]
+    seeds = [r for r in fixture_records() if r["config"]["row"] == "lora" and r["task"] == "sst2"]
+    trials = [r for r in seeds if r["seed"] == 1]  # the search: 3 lrs at seed 1
+    other = record("lora", "sst2", 2, 3e-4, 0.99, 0.99, 0.99)
+    other["config"]["data"]["max_train_samples"] = 2000  # another budget: never borrowed
+    other["run_id"] += "-2000"
+    ft = record("full_ft", "sst2", 1, 1e-4, 0.88, 0.86, 0.85)  # not a borrowed row
+    for exp, recs in ((EXP, own), ("demo_fx", [*seeds, other, ft]), ("search_fx", trials)):
+        folder = tmp_path / "runs" / exp
+        folder.mkdir(parents=True)
+        for r in recs:
+            (folder / f"{r['run_id']}.json").write_text(json.dumps({**r, "experiment": exp}))
+    got = successors_tables.with_borrowed(tmp_path, EXP, own)
+    runs = sorted((r["config"]["row"], r["seed"], r["config"]["train"]["lr"]) for r in got)
+    assert runs == sorted([("dora", r["seed"], r["config"]["train"]["lr"]) for r in own]
+                          + [("lora", r["seed"], r["config"]["train"]["lr"]) for r in seeds])  # fmt: skip
+    assert got[-1] is own[-1]  # the experiment's own notes
+    write_tables(tmp_path, EXP)
+    md = (tmp_path / "tables" / f"{EXP}.md").read_text().splitlines()
+    assert "| LoRA | 0.0003 (3), 3 | 1.00× | 1.00× |" in md
+    assert not (tmp_path / "tables" / "demo_fx.md").exists()
+    # a row the experiment runs itself is never borrowed
+    assert successors_tables.with_borrowed(tmp_path, EXP, seeds) == seeds
+
+
+def test_a_comparison_preset_gets_its_title_claim_and_settings_labels(tmp_path):
+    from experiments.report.successors_tables import COMPARISONS
+
+    exp = "parity_target_lr"
+    METHODS["all_r2"] = {"name": "lora", "r": 2, "lora_alpha": 16, "targets": "all-linear"}
+    PARAMS["all_r2"] = 82944
+    try:
+        recs = [record("lora", "sst2", s, 3e-3, 0.86, 0.85, 0.84) for s in (1, 2)]
+        recs += [record("all_r2", "sst2", s, 1e-3, 0.80, 0.80, 0.80) for s in (1, 2)]
+    finally:
+        del METHODS["all_r2"], PARAMS["all_r2"]
+    folder = tmp_path / "runs" / exp
+    folder.mkdir(parents=True)
+    for r in recs:
+        (folder / f"{r['run_id']}.json").write_text(json.dumps({**r, "experiment": exp}))
+    write_tables(tmp_path, exp)
+    md = (tmp_path / "tables" / f"{exp}.md").read_text()
+    assert md.startswith(f"# {exp}: {COMPARISONS[exp][0]}\n")
+    assert "| LoRA (r=2, all-linear) | 82.9K | 80.0 [80.0, 80.0] |" in md
+    assert COMPARISONS[exp][1].text in md

@@ -54,8 +54,11 @@ def method_order(method: dict[str, Any]) -> int:
     return order.index(name) if name in order else len(order)
 
 
-def fmt_targets(targets: list[str]) -> str:
-    """``["q", "v"]`` -> ``W_q,W_v`` (module names longer than one letter stay as they are)."""
+def fmt_targets(targets: list[str] | str) -> str:
+    """``["q", "v"]`` -> ``W_q,W_v`` (module names longer than one letter stay as they are;
+    a preset name such as ``"all-linear"`` too)."""
+    if isinstance(targets, str):
+        return targets
     return ",".join(f"W_{t}" if len(t) == 1 else t for t in targets)
 
 

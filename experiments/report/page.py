@@ -86,10 +86,17 @@ SECTIONS: tuple[Section, ...] = (
             "VeRA and LoRA+ with the same learning-rate search",
             ("tables/successors_minilm.md", "tables/successors_minilm_latency.md"), "successors",
             ("successors_minilm", "latency:successors_minilm_latency")),
+    Section("Beyond the paper: LoRA's successors at the demo's budget", "not in the paper: "
+            "the successors against the demo's FT, LoRA and AdapterH, paired intervals",
+            ("tables/successors_demo.md", "tables/successors_demo_latency.md"),
+            "successors-demo", ("successors_demo", "latency:successors_demo_latency")),
     Section("Beyond the paper: when does LoRA match FT?", "not in the paper: target set at a "
             "matched count, lr ratio, batch size, rank; the spectrum of ΔW",
             ("tables/parity.md", "tables/parity_spectrum.md"), "parity",
             ("parity", "parity_spectrum")),
+    Section("Beyond the paper: target sets with their own learning rate", "not in the paper: "
+            "the parity study's target sets, each with its own lr search",
+            ("tables/parity_target_lr.md",), "parity-target-lr", ("parity_target_lr",)),
 )  # fmt: skip
 
 _LINK = re.compile(r"(!?\[[^\]]*\]\()([^)\s]+)(\))")

@@ -81,8 +81,7 @@ def _row(records: Records, row: str) -> Records:
 
 
 def _targets(method: dict[str, Any]) -> str:
-    t = method.get("targets")
-    return t if isinstance(t, str) else fmt_targets(t)
+    return fmt_targets(method.get("targets"))
 
 
 def _ratio(cell: Cell, ft: Cell, task: str) -> float | None:

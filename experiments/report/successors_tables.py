@@ -14,6 +14,10 @@ chosen learning rate on every seed. From them, per method and task:
 - step time and peak training memory as ratios against LoRA on the same task (medians
   over seeds; eval time taken out of the step time).
 
+A preset may take some rows from another experiment of the same budget
+(:data:`BORROWED`): ``successors_demo`` reads FT, LoRA and AdapterH from the demo and its
+search, so that its successors are compared with the demo's own LoRA runs.
+
 Merged inference latency against the base comes from the latency job's record named
 ``<experiment>_latency`` (``python -m experiments.latency preset=successors
 model=minilm-l6``, run by ``make successors``): each LoRA-family row merged and unloaded,
@@ -22,6 +26,7 @@ AdapterH as it runs; FT and BitFit ship the base architecture itself.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import statistics
@@ -34,8 +39,10 @@ import matplotlib
 matplotlib.use("Agg")  # headless: files only
 import matplotlib.pyplot as plt  # noqa: E402
 
-from experiments.core.labels import METHOD_LABELS, fmt_params, method_names  # noqa: E402
+from experiments.core.labels import METHOD_LABELS, fmt_params, method_label  # noqa: E402
+from experiments.core.load import load_records  # noqa: E402
 from experiments.core.selection import chosen_lr, config_key, row_of  # noqa: E402
+from experiments.core.settings import settings_of  # noqa: E402
 from experiments.glue.data import TASKS as GLUE_TASKS  # noqa: E402
 from experiments.report.common import any_stale, footer  # noqa: E402
 from experiments.report.plots import save_figure  # noqa: E402
@@ -56,7 +63,55 @@ REFERENCE = "lora"
 #: what each successor's paper claims against LoRA, tested on every row's Δ from LoRA
 SUCCESSOR_CLAIM = Claim("the row performs on par with or better than LoRA (r=8 on W_q,W_v), "
                         "as each successor's paper reports", "at_least", 1.0)  # fmt: skip
+#: experiment -> (what its table compares, its claim), for presets other than the successors'
+#: that run the same search-then-seeds protocol (experiments/successors.py)
+COMPARISONS: dict[str, tuple[str, Claim]] = {
+    "parity_target_lr": (
+        "target sets at a matched trainable count, each with its own learning-rate search",
+        Claim("the target set performs on par with or better than W_q,W_v at a matched "
+              "trainable count (Schulman et al. 2025: attention-only LoRA trails MLP and "
+              "all-layer LoRA)", "at_least", 1.0),
+    ),
+}  # fmt: skip
 log = logging.getLogger(__name__)
+#: experiment -> (source experiments, rows): rows its table reads from the sources, which
+#: ran the same budget (the first source's record wins where two hold the same run)
+BORROWED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "successors_demo": (("demo", "demo_lr_search"), ("full_ft", "lora", "adapter_h")),
+    "parity_target_lr": (("demo", "demo_lr_search"), ("full_ft", "lora")),
+}
+
+
+def budget_key(record: dict[str, Any]) -> str:
+    """Every setting but the method, the lr and the seed: what a borrowed row must share."""
+    return json.dumps({k: v for k, v in settings_of(record).items()
+                       if k != "train.lr" and not k.startswith("method.")}, sort_keys=True)  # fmt: skip
+
+
+def with_borrowed(results_dir: Path, experiment: str, records: list[dict[str, Any]]
+                  ) -> list[dict[str, Any]]:  # fmt: skip
+    """``records`` plus the :data:`BORROWED` rows of ``experiment`` that it does not run
+    itself, each run once, from sources whose budget (:func:`budget_key`) is the
+    experiment's; a source record of another budget is left out with a warning."""
+    sources, rows = BORROWED.get(experiment, ((), ()))
+    own = {row_of(r) for r in records}
+    budgets = {budget_key(r) for r in records}
+    borrowed, seen = [], set()
+    for source in sources:
+        for r in load_records(results_dir, source):
+            row = r["config"].get("row")
+            if row not in rows or row in own:
+                continue
+            run = (row, r["task"], r["seed"], r["config"]["train"]["lr"])
+            if run in seen:  # the demo's seed-1 run at the chosen lr is also its search's trial
+                continue
+            if budgets and budget_key(r) not in budgets:
+                log.warning("successors: %s left out of %s: another budget than its runs",
+                            r["run_id"], experiment)  # fmt: skip
+                continue
+            seen.add(run)
+            borrowed.append(r)
+    return borrowed + records  # the experiment's own last: its notes are the table's
 
 
 def _search_seed(recs: list[dict[str, Any]]) -> int:
@@ -173,7 +228,9 @@ def _cell(scores: list[float]) -> str:
 
 
 def _label(row: str, method: dict[str, Any]) -> str:
-    return METHOD_LABELS.get(row, ", ".join(METHOD_LABELS.get(n, n) for n in method_names(method)))
+    """The method's label for a row named after a method, else its settings (a preset's
+    ``qkvo_r4`` -> ``LoRA (r=4, W_q,W_k,W_v,W_o)``)."""
+    return METHOD_LABELS.get(row) or method_label(method)
 
 
 def beats_reference(units: dict[tuple[str, str], dict[str, Any]], protocol: str = "heldout"
@@ -225,12 +282,14 @@ def render(experiment: str, records: list[dict[str, Any]], notes: str | None,
            ) -> tuple[str, list[dict[str, Any]]]:  # fmt: skip
     """Markdown and CSV rows of the comparison (see the module docstring); ``latency``:
     the latency record of the merged models, if any."""
+    what, claim = COMPARISONS.get(experiment, ("LoRA's successors with the same learning-rate "
+                                                "search", SUCCESSOR_CLAIM))  # fmt: skip
     units = summarize(records)
     tasks = sorted({t for _, t in units}, key=lambda t: list(GLUE_TASKS).index(t))
     rows = _order(sorted({r for r, _ in units}))
     display = {t: GLUE_TASKS[t].display for t in tasks}
     metric = {t: GLUE_TASKS[t].main_metric for t in tasks}
-    lines = [f"# {experiment}: LoRA's successors with the same learning-rate search", ""]
+    lines = [f"# {experiment}: {what}", ""]
     if notes:
         lines += [notes.strip(), ""]
     lines += [
@@ -328,20 +387,18 @@ def render(experiment: str, records: list[dict[str, Any]], notes: str | None,
             body.append([label, *["reference", ""] * (len(tasks) + 1)])
             continue
         diff = differences(units, row, tasks)
-        body.append(
-            [label, *(v for k in [*tasks, "avg"] for v in interval_cells(diff[k], SUCCESSOR_CLAIM))]
-        )
+        body.append([label, *(v for k in [*tasks, "avg"] for v in interval_cells(diff[k], claim))])
         for entry in csv_rows:
             if entry["method"] == row:
                 entry.update(zip(("delta_vs_lora", "delta_low", "delta_high", "verdict"),
-                                 csv_values(diff[entry["task"]], SUCCESSOR_CLAIM), strict=True))  # fmt: skip
+                                 csv_values(diff[entry["task"]], claim), strict=True))  # fmt: skip
         beyond += [
             f"{label} on {display[t] if t != 'avg' else 'average'} {diff[t].cell(1)}"
             for t in [*tasks, "avg"][: len(tasks) + (len(tasks) > 1)]
             if diff[t] is not None and diff[t].low > 0
         ]
     lines += md_table(header, body)
-    lines += ["", claim_note(SUCCESSOR_CLAIM, METHOD_LABELS[REFERENCE]) + " Each row at its own "
+    lines += ["", claim_note(claim, METHOD_LABELS[REFERENCE]) + " Each row at its own "
               "chosen lr; the average pools the tasks with one seed draw.",
               "", "Beyond LoRA's interval (the whole interval above 0): "
               + ("; ".join(beyond) or "none") + "."]  # fmt: skip

@@ -27,7 +27,7 @@ from experiments.report.load import kind, load_records
 from experiments.report.parity import PARITY, SPECTRUM, with_base
 from experiments.report.render import Layout, Records, ScoreTable, write_md_csv
 from experiments.report.specs import BY_KIND, layout_for
-from experiments.report.successors_tables import write_successors_table
+from experiments.report.successors_tables import COMPARISONS, with_borrowed, write_successors_table
 
 
 def write_table(spec: ScoreTable | Layout, out: Path, stem: str, experiment: str,
@@ -52,10 +52,11 @@ def write_tables(results_dir: Path, experiment: str | None = None) -> list[Path]
             write = write_latency_table if exp == "latency" else write_bench_table
             for r in latest(recs, lambda r: r["settings"]["name"]).values():
                 written += write(r, out)
-        elif exp.startswith("successors"):  # lr search, both protocols, Pareto plot
+        elif exp.startswith("successors") or exp in COMPARISONS:  # lr search, Pareto plot
             # the latency folder is already loaded when every experiment is rebuilt
             timing = by_exp.get("latency") or load_records(results_dir, "latency")
             timed = latest(timing, lambda r: r["settings"]["name"])
+            recs = with_borrowed(results_dir, exp, recs)
             written += write_successors_table(out, exp, recs, timed.get(f"{exp}_latency"))
         elif exp == PARITY.prefix:  # the factor study, with the demo's base cells
             written += write_table(PARITY, out, exp, exp, with_base(results_dir, recs))
