@@ -198,6 +198,7 @@ report: install ## One page from the built tables: <results>/report/index.html +
 
 analysis: install ## Paper §7: Table 7, Figures 3-4 from 4 saved LoRA adapters (MiniLM, SST-2; 3 min quiet, 9 min measured beside other jobs)
 	$(PY) -m experiments.train experiment=analysis_minilm $(ARGS)
+	$(PY) -m experiments.analysis_job --results-dir $(RESULTS)
 	$(PY) -m experiments.analysis --results-dir $(RESULTS) --tables $(RESULTS)/analysis --figures $(RESULTS)/analysis
 
 clean: ## Remove Trainer scratch space and Hydra logs (records are kept)

@@ -1,5 +1,6 @@
-"""Command line: ``python -m experiments.analysis`` builds paper Table 7 and Figures 3-4
-from the saved adapters of ``experiment=analysis_minilm`` (see experiments/report/analysis.py)."""
+"""Command line: ``python -m experiments.analysis`` renders paper Table 7 and Figures 3-4
+from the records ``python -m experiments.analysis_job`` wrote (see
+experiments/report/analysis.py)."""
 
 from experiments.report.analysis import main
 

@@ -9,7 +9,10 @@ import hydra
 from omegaconf import DictConfig
 
 from experiments.perf import latency
+from experiments.perf.schema import register_configs
 from experiments.perf.timing import run_cli
+
+register_configs()  # the schema conf/latency.yaml lists first, and its presets' search path
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="latency")

@@ -282,24 +282,53 @@ def test_spectral_diagnostics_bad_input(call, match):
 
 
 # ---------------------------------------------------------------- harness side
-# experiments/report/analysis.py on fake records and adapters (no model is loaded).
+# experiments/analysis_job.py on a tiny BERT and adapters made here; then
+# experiments/report/analysis.py on a hand-made record (no model is loaded).
+
+_TARGET_NAMES = {"q": "query", "v": "value"}
 
 
-def _fake_run(tmp_path, r: int, seed: int, d: int = 80, layers: int = 2):
-    """A record and the adapter folder its run would have saved, BERT names."""
+def _tiny_bert():
+    """A 2-block BERT (d 96) with fixed weights, drawn without touching the global RNG."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    with torch.random.fork_rng():
+        torch.manual_seed(1234)
+        cfg = BertConfig(hidden_size=96, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, vocab_size=100, max_position_embeddings=32)  # fmt: skip
+        return BertForSequenceClassification(cfg).eval()
+
+
+def _fake_load_model(cfg, head, **kwargs):
+    """``experiments.core.models.load_model`` for the tiny BERT: like the real one, the
+    head's init is drawn from the global RNG (so the replayed A_init follows the seed)."""
+    model = _tiny_bert()
+    torch.nn.init.normal_(model.classifier.weight)
+    return model
+
+
+def _train_run(tmp_path, r: int, seed: int):
+    """A record and the adapter its run saved: A_init as the task draws it (set_seed, load,
+    apply LoRA), "trained" to A = 1.5·A_init, B random."""
     import json
 
     from safetensors.torch import save_file
+    from transformers import set_seed
 
-    g = torch.Generator().manual_seed(100 * r + seed)
-    rid = f"fake-r{r}-s{seed}"
+    from lora.methods import make_method
+
+    method = {"name": "lora", "r": r, "lora_alpha": 16, "targets": ["q", "v"]}
+    set_seed(seed)
+    model = _fake_load_model(None, "sequence_classification")
+    make_method("lora", **{k: v for k, v in method.items() if k != "name"}).apply(model)
+    g = torch.Generator().manual_seed(10 * r + seed)
     tensors = {}
-    for layer in range(layers):
-        for name in ("query", "value"):
-            key = f"bert.encoder.layer.{layer}.attention.self.{name}"
-            tensors[f"{key}.lora_A"] = torch.randn(r, d, generator=g)
-            tensors[f"{key}.lora_B"] = torch.randn(d, r, generator=g)
-    tensors["classifier.weight"] = torch.zeros(2, d)  # the head is not a LoRA factor
+    for name, p in model.named_parameters():
+        if name.endswith(".lora_A"):
+            tensors[name] = 1.5 * p.detach().clone()
+        elif name.endswith(".lora_B"):
+            tensors[name] = torch.randn(p.shape, generator=g)
+    rid = f"tiny-r{r}-s{seed}"
     folder = tmp_path / "outputs" / "runs" / "analysis_minilm" / rid / "adapter"
     folder.mkdir(parents=True)
     save_file(tensors, str(folder / "adapter_model.safetensors"))
@@ -307,9 +336,12 @@ def _fake_run(tmp_path, r: int, seed: int, d: int = 80, layers: int = 2):
     (folder / "adapter_config.json").write_text(json.dumps(config))
     record = {
         "schema_version": 1, "status": "ok", "experiment": "analysis_minilm", "run_id": rid,
-        "seed": seed, "method": {"name": "lora", "r": r}, "metrics": {"main": 0.9},
-        "config": {"paths": {"output_dir": str(tmp_path / "outputs")}, "model": {"name": "x"}},
-        "provenance": {"finished_at": "2024-01-01T00:00:00+00:00"},
+        "model": "tiny-bert", "task": "sst2", "seed": seed, "method": method,
+        "metrics": {"main": 0.9, "main_metric": "accuracy"},
+        "config": {"paths": {"output_dir": str(tmp_path / "outputs")}, "row": f"r{r}_s{seed}",
+                   "model": {"name": "tiny-bert", "arch": {"hidden_size": 96}},
+                   "method": method},
+        "provenance": {"finished_at": "2024-01-01T00:00:00+00:00", "code_version": "c0"},
     }  # fmt: skip
     runs = tmp_path / "results" / "runs" / "analysis_minilm"
     runs.mkdir(parents=True, exist_ok=True)
@@ -317,54 +349,225 @@ def _fake_run(tmp_path, r: int, seed: int, d: int = 80, layers: int = 2):
     return record, tensors
 
 
-def test_report_builds_table7_and_figures(tmp_path, monkeypatch):
-    import csv
+_SETTINGS = {"layer": None, "target": "q", "targets": ["q", "v"], "zoom": 8,
+             "random_draws": 3, "random_seed": 0, "replay_init": True}  # fmt: skip
+_POINTS = ((4, 1), (8, 1), (64, 1), (64, 2))
 
-    from experiments.report import analysis as report
 
-    d = 80
-    w = torch.diag(torch.linspace(10.0, 1.0, d))  # the fake "pretrained" W_q and W_v
-    fakes = {(r, s): _fake_run(tmp_path, r, s, d) for r, s in ((4, 1), (8, 1), (64, 1), (64, 2))}
-    monkeypatch.setattr(report, "_base_state", lambda _model: {
-        f"bert.encoder.layer.{i}.attention.self.{n}.weight": w
-        for i in range(2) for n in ("query", "value")
-    })  # fmt: skip
-    # replayed inits: half of each trained A, so A - A_init = A / 2 moved by exactly 1.00
-    monkeypatch.setattr(report, "initial_factors", lambda ad: {
-        k: 0.5 * a for k, (a, _) in ad.factors.items()
-    })  # fmt: skip
-    paths = report.build(tmp_path / "results", "analysis_minilm", tmp_path / "tables",
-                         tmp_path / "figures", layer=1)  # fmt: skip
-    names = {p.name for p in paths}
-    assert {"table7.md", "table7.csv", "figure3_subspace_r8_r64.png",
-            "figure4_subspace_seeds_r64.png", "subspace_similarity.md"} <= names  # fmt: skip
-    with open(tmp_path / "tables" / "table7.csv") as f:
-        rows = list(csv.DictReader(f))
-    assert len(rows) == 4  # 2 layers x r in {4, 64}
-    # the r=4 row of layer 1 equals a direct computation with ΔW = (16/4)·B·A
-    _, tensors = fakes[(4, 1)]
+@pytest.fixture
+def tiny_runs(tmp_path, monkeypatch):
+    import experiments.core.models as models
+    from experiments import analysis_job
+
+    monkeypatch.setattr(models, "load_model", _fake_load_model)
+    analysis_job._base_state.cache_clear()
+    yield {p: _train_run(tmp_path, *p) for p in _POINTS}
+    analysis_job._base_state.cache_clear()
+
+
+def test_job_writes_an_analysis_record(tmp_path, tiny_runs):
+    import json
+
+    from experiments import analysis_job as job
+    from experiments.core.load import load_records, problem
+    from experiments.core.records import is_stale, write_atomic
+
+    results = tmp_path / "results"
+    path, record = job.build_record(results, "analysis_minilm", _SETTINGS)
+    assert record is not None and path.parent.name == "analysis_minilm_subspace"
+    write_atomic(path, record)
+    assert not list(path.parent.glob("*.tmp"))  # the rename left no temporary file
+    (done,) = load_records(results, "analysis_minilm_subspace")
+    assert problem(done) is None and done["kind"] == "analysis" and done["status"] == "ok"
+    assert done["run_id"] == path.stem and done["model"] == "tiny-bert"
+    assert {s["run_id"] for s in done["source"]} == {f"tiny-r{r}-s{s}" for r, s in _POINTS}
+    assert "experiments/analysis_job.py" in done["provenance"]["code_files"]
+    assert not is_stale(done)
+    assert done["shape"] == {"n_layers": 2, "d_in": 96}
+    t7 = done["table7"]
+    assert t7["layer"] == 1 and t7["ranks"] == [4, 64] and len(t7["rows"]) == 4
+    # layer 1, r=4 equals a direct computation on the tiny model's W_q and the saved factors
+    _, tensors = tiny_runs[(4, 1)]
     key = "bert.encoder.layer.1.attention.self.query"
+    w = _tiny_bert().state_dict()[f"{key}.weight"]
     delta = lora_delta(tensors[f"{key}.lora_A"], tensors[f"{key}.lora_B"], 16 / 4)
-    row = next(x for x in rows if x["r"] == "4" and x["layer"] == "1")
-    assert float(row["proj_delta"]) == pytest.approx(projected_norm(w, delta, 4))
-    top4 = [10.0 - 9.0 * k / (d - 1) for k in range(4)]  # W's 4 largest singular values
-    assert float(row["proj_w"]) == pytest.approx(math.sqrt(sum(x * x for x in top4)), rel=1e-5)
-    assert float(row["amplification"]) == pytest.approx(amplification_factor(delta, w, 4))
-    md = (tmp_path / "tables" / "table7.md").read_text()
-    assert "21.67" in md and "layer 1" in md  # the paper's value beside ours
-    summary = (tmp_path / "figures" / "subspace_similarity.md").read_text()
-    assert "| r=8, seed 1 | 1.00 | 1.00 | 1.00 |" in summary
+    row = next(x for x in t7["rows"] if x["r"] == 4 and x["layer"] == 1)
+    assert row["proj_delta"] == pytest.approx(projected_norm(w, delta, 4))
+    assert row["amplification"] == pytest.approx(amplification_factor(delta, w, 4))
+    assert row["w_norm"] == pytest.approx(torch.linalg.matrix_norm(w.double()).item())
+    # the figures' grids: Eq. 4 between the saved A matrices, packed to within 1e-5
+    g = next(x for x in done["figure3"]["grids"] if x["layer"] == 0 and x["target"] == "v")
+    a8 = tiny_runs[(8, 1)][1]["bert.encoder.layer.0.attention.self.value.lora_A"]
+    a64 = tiny_runs[(64, 1)][1]["bert.encoder.layer.0.attention.self.value.lora_A"]
+    expected = subspace_similarity_grid(a8, a64).numpy()
+    assert job.unpack_grid(g["grid"]).shape == (8, 64)
+    assert abs(job.unpack_grid(g["grid"]) - expected).max() < 1e-5
+    assert done["figure4"]["seeds"] == [1, 2] and len(done["figure4"]["grids"]) == 4
+    # replayed inits: A = 1.5·A_init, so training "moved" every A by exactly 0.5
+    for moved in done["init"]["moved"]:
+        assert (moved["min"], moved["max"]) == (pytest.approx(0.5), pytest.approx(0.5))
+    # learned parts are 0.5·A_init: the same subspaces as the inits
+    for pair in done["init"]["pairs"]:
+        for x in pair["rows"]:
+            assert x["learned"] == pytest.approx(x["init"], abs=1e-6)
+    json.dumps(done, allow_nan=False)  # strict JSON
 
 
-def test_report_names_the_command_for_a_missing_adapter(tmp_path):
+def test_job_keeps_a_current_record_and_redoes_a_retrained_source(tmp_path, tiny_runs):
+    import json
+
+    from experiments import analysis_job as job
+    from experiments.core.records import write_atomic
+
+    results = tmp_path / "results"
+    path, record = job.build_record(results, "analysis_minilm", _SETTINGS)
+    write_atomic(path, record)
+    assert job.build_record(results, "analysis_minilm", _SETTINGS) == (path, None)
+    assert job.build_record(results, "analysis_minilm", {**_SETTINGS, "force": True})[1]
+    # a different layer is another analysis (another id)
+    other, rec = job.build_record(results, "analysis_minilm", {**_SETTINGS, "layer": 0})
+    assert other != path and rec["table7"]["layer"] == 0
+    # the r=8 run retrained: same run id, later finish, so the record is redone
+    src = results / "runs" / "analysis_minilm" / "tiny-r8-s1.json"
+    rec8 = json.loads(src.read_text())
+    rec8["provenance"]["finished_at"] = "2025-01-01T00:00:00+00:00"
+    src.write_text(json.dumps(rec8))
+    again, fresh = job.build_record(results, "analysis_minilm", _SETTINGS)
+    assert again == path and fresh is not None
+    # and a record whose code changed since is redone too
+    stale = json.loads(path.read_text())
+    stale["provenance"]["code_version"] = "older"
+    path.write_text(json.dumps(stale))
+    assert job.build_record(results, "analysis_minilm", _SETTINGS)[1] is not None
+
+
+def test_job_names_the_command_for_a_missing_adapter(tmp_path, tiny_runs):
     import shutil
 
+    from experiments import analysis_job as job
+
+    shutil.rmtree(tmp_path / "outputs" / "runs" / "analysis_minilm" / "tiny-r8-s1")
+    with pytest.raises(job.MissingAdapterError,
+                       match=r"tiny-r8-s1\.json && make analysis RESULTS="):  # fmt: skip
+        job.build_record(tmp_path / "results", "analysis_minilm", _SETTINGS)
+
+
+def test_job_says_which_runs_a_product_lacks(tmp_path, tiny_runs):
+    from experiments import analysis_job as job
+
+    (tmp_path / "results" / "runs" / "analysis_minilm" / "tiny-r64-s2.json").unlink()
+    with pytest.raises(ValueError, match="Figure 4 needs r=64 runs with two seeds"):
+        job.build_record(tmp_path / "results", "analysis_minilm", _SETTINGS)
+
+
+def _hand_record(code_files=None, code_version=None) -> dict:
+    """An analysis record with known numbers: 2 layers, r=4 and r=64, d_in 96."""
+    from experiments.analysis_job import pack_grid
+    from experiments.core.records import SCHEMA_VERSION
+    from experiments.core.records import code_version as version
+
+    files = ["experiments/analysis_job.py"] if code_files is None else code_files
+    rows = [{"layer": lay, "r": r, "seed": 1, "run_id": f"run-r{r}", "proj_delta": 0.1 * r + lay,
+             "proj_w": 10.0 + lay, "proj_random": 0.25 * r, "w_norm": 30.0 + lay,
+             "delta_norm": 2.0 + r, "amplification": (2.0 + r) / (0.1 * r + lay)}
+            for r in (4, 64) for lay in (0, 1)]  # fmt: skip
+
+    def grids(k1, k2):
+        return [{"layer": lay, "target": t, "grid": pack_grid(torch.full((k1, k2), v))}
+                for lay in (0, 1) for t, v in (("q", 0.25 + lay / 2), ("v", 0.125))]  # fmt: skip
+
+    source = [{"experiment": "analysis_minilm", "run_id": f"run-r{r}", "row": f"r{r}", "r": r,
+               "seed": 1, "score": 0.8 + r / 1000, "metric": "accuracy",
+               "code_version": "c", "finished_at": "2024-01-01T00:00:00+00:00"}
+              for r in (4, 8, 64)]  # fmt: skip
+    return {
+        "schema_version": SCHEMA_VERSION, "status": "ok", "kind": "analysis",
+        "run_id": "analysis_minilm_subspace-00000000", "experiment": "analysis_minilm_subspace",
+        "model": "tiny-bert-x", "task": "sst2", "method": "lora",
+        "model_config": {"name": "tiny-bert-x", "arch": {"hidden_size": 96}},
+        "source": source, "settings": {**_SETTINGS, "random_draws": 7},
+        "shape": {"n_layers": 2, "d_in": 96},
+        "table7": {"layer": 1, "target": "q", "ranks": [4, 64], "seed": 1, "rows": rows},
+        "figure3": {"runs": ["run-r8", "run-r64"], "ranks": [8, 64], "seeds": [1, 1],
+                    "zoom": 8, "grids": grids(8, 64)},
+        "figure4": {"runs": ["run-r64", "run-r64b"], "ranks": [64, 64], "seeds": [1, 2],
+                    "grids": grids(64, 64), "random": pack_grid(torch.full((64, 64), 0.5))},
+        "init": None,
+        "provenance": {"code_files": files, "git_commit": "abc1234def",
+                       "code_version": code_version or version(files),
+                       "finished_at": "2024-02-02T00:00:00+00:00"},
+    }  # fmt: skip
+
+
+def test_renderer_builds_table7_and_figures_from_a_record(tmp_path):
+    import csv
+
+    from experiments.core.load import problem
     from experiments.report import analysis as report
 
-    for r, s in ((4, 1), (8, 1), (64, 1), (64, 2)):
-        _fake_run(tmp_path, r, s)
-    shutil.rmtree(tmp_path / "outputs" / "runs" / "analysis_minilm" / "fake-r8-s1")
-    with pytest.raises(
-        report.MissingAdapterError, match=r"fake-r8-s1\.json && make analysis RESULTS="
-    ):
-        report.build(tmp_path / "results", "analysis_minilm", tmp_path / "t", tmp_path / "f")
+    record = _hand_record()
+    assert problem(record) is None  # the reader takes it as kind "analysis"
+    paths = report.write_analysis(record, tmp_path / "t", tmp_path / "f")
+    assert {p.name for p in paths} == {"table7.md", "table7.csv", "subspace_similarity.md",
+                                       "figure3_subspace_r8_r64.png",
+                                       "figure4_subspace_seeds_r64.png"}  # fmt: skip
+    assert all(p.stat().st_size > 0 for p in paths)
+    with open(tmp_path / "t" / "table7.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4
+    for got, want in zip(rows, record["table7"]["rows"], strict=True):
+        assert float(got["proj_delta"]) == pytest.approx(want["proj_delta"])
+        assert float(got["amplification"]) == pytest.approx(want["amplification"])
+        assert float(got["dev_score"]) == pytest.approx(0.8 + want["r"] / 1000)
+    md = (tmp_path / "t" / "table7.md").read_text()
+    # the layer-1 row: ΔW_q, W_q, Random at r=4 then r=64, from the record
+    assert "| ours, tiny-bert-x layer 1 | 1.40 | 11.00 | 1.00 | 7.40 | 11.00 | 16.00 |" in md
+    assert "| amplification ‖ΔW_q‖_F / ‖UᵀW_qV‖_F | 4.29 | 8.92 |" in md
+    assert "of tiny-bert-x's 2 blocks" in md and "mean of 7 draws" in md
+    assert "to tiny-bert-x's 96" in md and "SST-2 dev accuracy 80.4" in md
+    assert "MiniLM" not in md and "‡" not in md
+    summary = (tmp_path / "f" / "subspace_similarity.md").read_text()
+    assert "| 1 | W_q | 0.75 | 0.75 | 0.75 | 0.75 |" in summary  # the packed grids, unpacked
+    assert "| random Gaussian |  | 0.50 | 0.50 | 0.50 | 0.50 |" in summary
+    assert "| chance |  | 0.01 | 0.67 | 0.08 | 0.67 |" in summary  # max(i, j) / 96
+
+
+def test_renderer_marks_stale_records(tmp_path):
+    import json
+
+    from experiments.report import analysis as report
+
+    # made by code whose files have changed since
+    old = _hand_record(code_version="older")
+    report.write_analysis(old, tmp_path / "a", tmp_path / "a")
+    assert "‡ this analysis was made by older code" in (tmp_path / "a" / "table7.md").read_text()
+    assert "‡" in (tmp_path / "a" / "subspace_similarity.md").read_text()
+    # current code, but a source run retrained since (another finish time) or gone
+    record = _hand_record()
+    runs = tmp_path / "results" / "runs" / "analysis_minilm"
+    runs.mkdir(parents=True)
+    for s in record["source"]:
+        rec = {"schema_version": 1, "status": "ok", "experiment": "analysis_minilm",
+               "run_id": s["run_id"], "provenance": {"finished_at": s["finished_at"]}}  # fmt: skip
+        (runs / f"{s['run_id']}.json").write_text(json.dumps(rec))
+    assert report.stale_note(record, tmp_path / "results") is None
+    rec = json.loads((runs / "run-r8.json").read_text())
+    rec["provenance"]["finished_at"] = "2025-01-01T00:00:00+00:00"
+    (runs / "run-r8.json").write_text(json.dumps(rec))
+    (runs / "run-r64.json").unlink()
+    assert report.outdated_sources(record, tmp_path / "results") == ["run-r8", "run-r64"]
+    report.write_analysis(record, tmp_path / "b", tmp_path / "b", tmp_path / "results")
+    md = (tmp_path / "b" / "table7.md").read_text()
+    assert "retrained or removed since (run-r8, run-r64)" in md
+    assert "| ours, tiny-bert-x layer 1‡ |" in md
+
+
+def test_tables_route_analysis_records_to_the_analysis_folder(tmp_path):
+    from experiments.core.records import write_atomic
+    from experiments.report.tables import write_tables
+
+    record = _hand_record()
+    write_atomic(tmp_path / "runs" / record["experiment"] / f"{record['run_id']}.json", record)
+    written = write_tables(tmp_path, record["experiment"])
+    assert tmp_path / "analysis" / "table7.md" in written
+    assert "tiny-bert-x layer 1" in (tmp_path / "analysis" / "table7.md").read_text()

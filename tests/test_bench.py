@@ -15,10 +15,12 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import MissingConfigException
+from omegaconf import OmegaConf
 
 from experiments.core.schema import ConfigError
 from experiments.perf import bench
-from experiments.perf.timing import load_arch
+from experiments.perf.schema import register_configs
 from experiments.report.tables import write_tables
 from tests.conftest import ROOT
 
@@ -36,6 +38,7 @@ TINY_LLAMA = (
 
 
 def compose_bench(overrides: list[str]):
+    register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
         return compose("bench", overrides=overrides)
@@ -49,14 +52,13 @@ def fake_timer(fn, device) -> float:
 @pytest.mark.parametrize("preset", bench.PRESETS)
 def test_presets_resolve(preset):
     s = bench.resolve(compose_bench([f"preset={preset}"]))
-    assert s.models == ("gpt2-medium", "roberta-base") and s.sections == bench.SECTIONS
+    assert s.models == ["gpt2-medium", "roberta-base"] and s.sections == list(bench.SECTIONS)
     assert s.batch >= 1 and s.trials >= 1
 
 
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("preset=tpu", "invalid setting preset: 'tpu'; allowed: cpu, gpu"),
         ("sections=[train,speed]", "invalid setting sections: ['speed']; allowed: train, memory"),
         ("models=[gpt9]", "invalid setting models: 'gpt9'; allowed:"),
         ("peft_model=gpt2-medium", "invalid setting peft_model: 'gpt2-medium': peft wraps whole"),
@@ -76,14 +78,47 @@ def test_bad_settings_fail_in_one_line(override, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
+def test_an_unknown_preset_names_the_preset_files():
+    with pytest.raises(MissingConfigException) as err:  # Hydra's, at compose time
+        compose_bench(["preset=tpu"])
+    assert "preset/tpu" in str(err.value) and "\tcpu" in str(err.value)
+
+
+#: Every preset file's values, as the hand-written dicts of conf/bench.yaml had them.
+PRESET_VALUES = {
+    "cpu": {"name": "efficiency", "batch": 2, "seq": 128, "trials": 10, "warmup": 2},
+    "gpu": {"name": "efficiency", "batch": 8, "seq": 512, "trials": 50, "warmup": 5},
+}
+
+
+@pytest.mark.parametrize("preset", sorted(PRESET_VALUES))
+def test_every_preset_file_composes_with_its_exact_values(preset):
+    assert tuple(sorted(PRESET_VALUES)) == bench.PRESETS  # no preset file untested
+    cfg = compose_bench([f"preset={preset}"])
+    assert OmegaConf.to_container(cfg)["preset"] == preset
+    settings = bench.resolve(cfg).record_settings()
+    assert {k: settings[k] for k in PRESET_VALUES[preset]} == PRESET_VALUES[preset]
+    assert (settings["memory_steps"], settings["lr"], settings["peft_model"]) == (
+        2, 1e-4, "roberta-base")  # fmt: skip
+    assert sorted(settings) == sorted(["arch_overrides", "batch", "device", "dtype", "lora",
+        "lr", "memory_steps", "models", "name", "peft_model", "preset", "results_dir",
+        "sections", "seed", "seq", "threads", "trials", "warmup"])  # fmt: skip
+
+
+def test_a_command_line_override_beats_the_preset():
+    s = bench.resolve(compose_bench(["preset=gpu", "trials=3", "name=x"]))
+    assert (s.trials, s.name, s.batch) == (3, "x", 8)
+
+
 @pytest.mark.parametrize("name", ["gpt2-medium", "roberta-base"])
 def test_lora_step_trains_only_lora_and_full_ft_trains_all(name):
     s = bench.resolve(compose_bench(SMALL))
-    config = load_arch(name, s.arch_overrides)
+    built = bench.meta(name, s)
+    config = built.config
     device = torch.device("cpu")
     inputs = bench.make_inputs(config, 2, 8, device, 0)
     for method in bench.METHODS:
-        model = bench.adapt(bench.build_model(config, device, torch.float32, 0), method, s)
+        model = bench.adapt(bench.build_model(built, device, torch.float32, 0), method, s)
         before = {n: p.detach().clone() for n, p in model.named_parameters()}
         bench.train_step(model, inputs, 1e-2)()
         changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
@@ -95,11 +130,11 @@ def test_lora_step_trains_only_lora_and_full_ft_trains_all(name):
 
 def test_checkpoint_sizes_lora_is_smaller():
     s = bench.resolve(compose_bench(SMALL))
-    config = load_arch("roberta-base", s.arch_overrides)
+    built = bench.meta("roberta-base", s)
     full = bench.adapt(
-        bench.build_model(config, torch.device("cpu"), torch.float32, 0), "full_ft", s
+        bench.build_model(built, torch.device("cpu"), torch.float32, 0), "full_ft", s
     )
-    lora = bench.adapt(bench.build_model(config, torch.device("cpu"), torch.float32, 0), "lora", s)
+    lora = bench.adapt(bench.build_model(built, torch.device("cpu"), torch.float32, 0), "lora", s)
     sizes = bench.checkpoint_sizes({"full_ft": full, "lora": lora}, s)
     assert sizes["lora"]["bytes"] < sizes["full_ft"]["bytes"]
     assert sizes["lora"]["params"]["trainable"] < sizes["full_ft"]["params"]["trainable"]
@@ -152,15 +187,16 @@ def test_make_tables_rebuilds_the_jobs_tables_from_its_record(tmp_path):
 
 def test_model_setting_replaces_models_and_peft_model():
     s = bench.resolve(compose_bench(["model=smollm2-135m", TINY_LLAMA]))
-    assert s.models == ("smollm2-135m",) and s.peft_model == "smollm2-135m"
+    assert s.models == ["smollm2-135m"] and s.peft_model == "smollm2-135m"
 
 
 def test_llama_lora_step_trains_only_lora_on_lm_labels():
     s = bench.resolve(compose_bench(["model=smollm2-135m", TINY_LLAMA]))
-    config = load_arch("smollm2-135m", s.arch_overrides)
+    built = bench.meta("smollm2-135m", s)
+    config = built.config
     inputs = bench.make_inputs(config, 2, 8, torch.device("cpu"), 0)
     assert torch.equal(inputs["labels"], inputs["input_ids"])  # causal LM loss
-    model = bench.adapt(bench.build_model(config, torch.device("cpu"), torch.float32, 0), "lora", s)
+    model = bench.adapt(bench.build_model(built, torch.device("cpu"), torch.float32, 0), "lora", s)
     assert type(model).__name__ == "LlamaForCausalLM"
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     bench.train_step(model, inputs, 1e-2)()

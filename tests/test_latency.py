@@ -15,18 +15,14 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
 
 from experiments.core.schema import ConfigError
 from experiments.perf import latency
-from experiments.perf.timing import (
-    Stats,
-    arch_config,
-    build_model,
-    interleave,
-    paired_ratio,
-    time_call,
-)
+from experiments.perf.models import build_model, meta_model
+from experiments.perf.schema import register_configs
+from experiments.perf.timing import Stats, interleave, paired_ratio, time_call
 from experiments.report.tables import write_tables
 from lora import count_parameters, lora_layers, make_method
 from tests.conftest import ROOT, tiny_gpt2
@@ -51,6 +47,7 @@ TINY_BERT = (
 
 
 def compose_latency(overrides: list[str]):
+    register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
         return compose("latency", overrides=overrides)
@@ -67,24 +64,20 @@ def test_presets_resolve(preset):
     s = latency.resolve(compose_latency([f"preset={preset}"]))
     assert s.trials >= 1 and s.grid
     if preset == "table1":
-        assert s.grid == ((32, 512), (16, 256), (1, 128)) and s.trials == 100
+        assert s.grid == [[32, 512], [16, 256], [1, 128]] and s.trials == 100
     if preset == "figure5":
-        assert len(s.grid) == 18 and s.adapter_r == (10, 100, 250)
-        assert s.methods == ("adapter_l", "adapter_h")
+        assert len(s.grid) == 18 and s.adapter_r == [10, 100, 250]
+        assert s.methods == ["adapter_l", "adapter_h"]
 
 
 def test_overrides_beat_the_preset():
     s = latency.resolve(compose_latency(["preset=table1", "trials=7", "grid=[[2,64]]"]))
-    assert s.trials == 7 and s.grid == ((2, 64),) and s.warmup == 10
+    assert s.trials == 7 and s.grid == [[2, 64]] and s.warmup == 10
 
 
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        (
-            "preset=fast",
-            "invalid setting preset: 'fast'; allowed: cpu, table1, figure5, successors",
-        ),
         ("dtype=fp8", "invalid setting dtype: 'fp8'; allowed: fp32, fp16, bf16"),
         ("device=tpu", "invalid setting device: 'tpu'; allowed: cpu, cuda"),
         ("merged={x:{name:adapter_h,r:8}}", "invalid setting merged.x.name: 'adapter_h' does not"),
@@ -102,6 +95,86 @@ def test_bad_settings_fail_in_one_line(override, message):
     with pytest.raises(ConfigError) as err:
         latency.resolve(compose_latency([override]))
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_an_unknown_preset_names_the_preset_files():
+    with pytest.raises(MissingConfigException) as err:  # Hydra's, at compose time
+        compose_latency(["preset=fast"])
+    assert "preset/fast" in str(err.value)
+    assert all(f"\t{name}" in str(err.value) for name in latency.PRESETS)
+
+
+def test_a_bad_setting_fails_before_any_model_is_built(monkeypatch):
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was built")
+
+    monkeypatch.setattr(latency, "build_model", no_model)
+    with pytest.raises(ConfigError, match="^invalid setting warmup: must be an integer >= 0"):
+        latency.run(compose_latency(["warmup=-1"]))
+
+
+#: Every preset file's values, as the hand-written dicts of conf/latency.yaml had them.
+PRESET_VALUES = {
+    "cpu": dict(name="table1_latency", grid=[[1, 128], [4, 128], [1, 512]], trials=8,
+                warmup=1, methods=["lora_merged", "lora_unmerged", "adapter_l", "adapter_h",
+                                   "prefix_layer"],
+                adapter_budgets=[500000, 11000000], adapter_r=[], merged={}),
+    "table1": dict(name="table1_latency", grid=[[32, 512], [16, 256], [1, 128]], trials=100,
+                   warmup=10, methods=list(latency.METHOD_KINDS),
+                   adapter_budgets=[500000, 11000000], adapter_r=[], merged={}),
+    "figure5": dict(name="figure5_latency", grid=[[b, s] for s in (128, 256, 512)
+                                                  for b in (1, 2, 4, 8, 16, 32)],
+                    trials=100, warmup=10, methods=["adapter_l", "adapter_h"],
+                    adapter_budgets=[], adapter_r=[10, 100, 250], merged={}),
+    "successors": dict(name="successors_minilm_latency", grid=[[1, 128], [4, 128]], trials=20,
+                       warmup=2, methods=["adapter_h"], adapter_budgets=[], adapter_r=[8],
+                       merged={
+        "lora": {"name": "lora", "r": 8, "lora_alpha": 16, "targets": ["q", "v"]},
+        "rslora": {"name": "lora", "r": 8, "lora_alpha": 16, "targets": ["q", "v"],
+                   "use_rslora": True},
+        "dora": {"name": "lora", "r": 8, "lora_alpha": 16, "targets": ["q", "v"],
+                 "use_dora": True},
+        "pissa": {"name": "lora", "r": 8, "lora_alpha": 8, "targets": ["q", "v"],
+                  "init": "pissa"},
+        "vera": {"name": "vera", "r": 256, "targets": ["q", "v"], "d_initial": 0.1,
+                 "projection_prng_key": 0},
+        "loraplus": {"name": "lora", "r": 8, "lora_alpha": 16, "targets": ["q", "v"],
+                     "loraplus_lr_ratio": 16},
+    }),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("preset", sorted(PRESET_VALUES))
+def test_every_preset_file_composes_with_its_exact_values(preset):
+    assert tuple(sorted(PRESET_VALUES)) == latency.PRESETS  # no preset file untested
+    model = ["model=minilm-l6"] if preset == "successors" else []
+    cfg = compose_latency([f"preset={preset}", *model])
+    composed = OmegaConf.to_container(cfg)
+    assert composed["preset"] == preset
+    s = latency.resolve(cfg)
+    settings = s.record_settings()
+    assert {k: settings[k] for k in PRESET_VALUES[preset]} == PRESET_VALUES[preset]
+    # the settings every preset shares, and the record keys (and so run ids) of before
+    assert settings["lora"] == {"r": 4, "lora_alpha": 32, "targets": ["q", "v"]}
+    assert (settings["device"], settings["dtype"], settings["seed"]) == ("cpu", "fp32", 0)
+    assert sorted(settings) == sorted(["adapter_budgets", "adapter_r", "arch", "arch_overrides",
+        "device", "dtype", "grid", "lora", "merged", "methods", "model", "name", "prefix",
+        "preset", "results_dir", "seed", "threads", "trials", "warmup"])  # fmt: skip
+
+
+def test_a_committed_records_settings_are_what_its_command_line_composes():
+    record = json.loads(next((ROOT / "results" / "runs" / "latency").glob(
+        "successors_minilm_latency-*.json")).read_text())  # fmt: skip
+    s = latency.resolve(
+        compose_latency(
+            [
+                "preset=successors",
+                "model=minilm-l6",
+                f"results_dir={record['settings']['results_dir']}",
+            ]
+        )
+    )
+    assert json.loads(json.dumps(s.record_settings())) == record["settings"]
 
 
 def test_cuda_setting_without_cuda_is_a_one_line_error():
@@ -302,8 +375,8 @@ def test_llama_preset_times_every_variant(tmp_path):
 
 def test_llama_variants_merge_to_the_unmerged_function():
     s = latency.resolve(compose_latency(["model=smollm2-135m", TINY_LLAMA, "grid=[[1,8]]"]))
-    config = latency.arch_config(s.model, s.arch, s.arch_overrides)
-    base = latency.build_model(config, torch.device("cpu"), torch.float32, 0).eval()
+    base = build_model(meta_model(s.model, s.arch_overrides), torch.device("cpu"),
+                       torch.float32, 0).eval()  # fmt: skip
     ids = torch.randint(0, 100, (2, 8), generator=torch.Generator().manual_seed(0))
     out = {}
     for kind in ("lora_merged", "lora_unloaded", "lora_unmerged"):
@@ -349,14 +422,14 @@ def test_successors_preset_times_what_the_comparison_trains():
     hparams = OmegaConf.to_container(preset.hparams)
     assert s.merged == {row: hparams[row]["method"] for row in s.merged}
     assert set(s.merged) == set(hparams) - {"full_ft", "adapter_h", "bitfit"}
-    assert s.methods == ("adapter_h",) and s.adapter_r == (hparams["adapter_h"]["method"]["r"],)
+    assert s.methods == ["adapter_h"] and s.adapter_r == [hparams["adapter_h"]["method"]["r"]]
     assert s.name == "successors_minilm_latency"
 
 
 def test_merged_successors_are_the_base_architecture_and_leave_the_base_untouched():
     s = latency.resolve(compose_latency(["preset=successors", "model=minilm-l6", TINY_BERT]))
-    config = arch_config(s.model, s.arch, s.arch_overrides)
-    base = build_model(config, torch.device("cpu"), torch.float32, 0).eval()
+    base = build_model(meta_model(s.model, s.arch_overrides), torch.device("cpu"),
+                       torch.float32, 0).eval()  # fmt: skip
     before = {k: v.clone() for k, v in base.state_dict().items()}
     shapes = {k: v.shape for k, v in before.items()}
     ids = torch.randint(0, 100, (2, 12), generator=torch.Generator().manual_seed(0))

@@ -151,4 +151,6 @@ def test_every_committed_table_is_rebuilt_from_records(tmp_path):
     shutil.rmtree(tmp_path / "tables")
     write_tables(tmp_path)
     assert {p.name: p.read_bytes() for p in (tmp_path / "tables").iterdir()} == first
-    assert len(load_records(tmp_path)) == len(list((tmp_path / "runs").glob("*/*.json")))
+    # every record loads but the failed runs (a diverged edge step of a search is one)
+    ok = [p for p in (tmp_path / "runs").glob("*/*.json") if not p.name.endswith(".failed.json")]
+    assert len(load_records(tmp_path)) == len(ok)

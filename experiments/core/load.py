@@ -38,16 +38,20 @@ REQUIRED = {
     "bench": ("settings.name", "models", "memory", "targets", "hardware"),
     "spectrum": ("model", "task", "method", "seed", "source.run_id", "source.row", "settings",
                  "spectrum"),
+    "analysis": ("model", "task", "model_config", "source", "settings", "shape", "table7",
+                 "figure3", "figure4"),
 }  # fmt: skip
 
 
 def kind(record: dict[str, Any]) -> str | None:
-    """``glue``, ``e2e``, ``webnlg``, ``latency``, ``bench``, ``spectrum``, or None for a
-    record no table takes."""
+    """``glue``, ``e2e``, ``webnlg``, ``latency``, ``bench``, ``spectrum``, ``analysis``, or
+    None for a record no table takes."""
     if record.get("experiment") in PERF_EXPERIMENTS:
         return record["experiment"]
     if record.get("kind") == "spectrum":  # experiments.spectrum: ΔW of a run's saved weights
         return "spectrum"
+    if record.get("kind") == "analysis":  # experiments.analysis_job: paper §7 from adapters
+        return "analysis"
     if record.get("task") == "e2e":
         return "e2e"
     if record.get("task") == "webnlg":  # DART (only an "all" subset) has no table yet

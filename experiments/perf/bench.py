@@ -35,30 +35,19 @@ import multiprocessing
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
 from experiments.core.labels import METHODS, fmt_ratio, peak_key
-from experiments.core.schema import ConfigError
 from experiments.core.training import peak_memory, reset_peak_memory
-from experiments.perf.timing import (
-    build_model,
-    check,
-    check_int,
-    compare,
-    is_causal,
-    load_arch,
-    perf_record,
-    publish,
-    resolve_common,
-    setup,
-    synchronize,
-)
+from experiments.perf.models import build_model, is_causal, meta_model, model_preset
+from experiments.perf.schema import SECTIONS as SECTIONS  # the sections, in run order
+from experiments.perf.schema import BenchConfig, presets, resolve
+from experiments.perf.timing import compare, perf_record, publish, setup, synchronize
 from lora import (
     ARCHITECTURES,
     arch_spec,
@@ -66,15 +55,13 @@ from lora import (
     lora_layers,
     make_method,
     merge_lora,
-    parse_targets,
     save_adapter,
 )
 from lora.arch import module_name
 
 log = logging.getLogger("experiments.bench")
 
-PRESETS = ("cpu", "gpu")
-SECTIONS = ("train", "memory", "checkpoint", "peft")
+PRESETS = presets("bench")
 #: The efficiency targets: (figure, bound), each met when the ratio is at most the bound.
 TARGETS = {
     "train_step": ("LoRA / full FT training step time", 0.75),
@@ -87,109 +74,9 @@ TARGETS = {
 CAUSAL_TYPES = tuple(t for t, spec in ARCHITECTURES.items() if spec.causal)
 
 
-# -- settings --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Validated settings of one benchmark run (see ``conf/bench.yaml``)."""
-
-    preset: str
-    models: tuple[str, ...]
-    peft_model: str
-    arch_overrides: dict[str, Any]
-    device: str
-    dtype: str
-    seed: int
-    threads: int | None
-    batch: int
-    seq: int
-    trials: int
-    warmup: int
-    memory_steps: int
-    sections: tuple[str, ...]
-    lr: float
-    lora: dict[str, dict[str, Any]]
-    name: str
-    results_dir: str
-
-
-def lora_settings(s: Settings, model_type: str) -> dict[str, Any]:
-    """The ``lora`` entry for ``model_type``; raises ConfigError when there is none."""
-    check(
-        model_type in s.lora,
-        "lora",
-        f"no entry for model_type {model_type!r}; have: {', '.join(s.lora)}",
-    )
-    return dict(s.lora[model_type])
-
-
-def resolve(cfg: DictConfig) -> Settings:
-    """Fill unset settings from the preset and check every value.
-
-    Raises:
-        ConfigError: one line naming the setting and the allowed values.
-    """
-    c = OmegaConf.to_container(cfg, resolve=True)
-    pick = resolve_common(c, PRESETS)
-    if c.get("model"):  # the model group was chosen: that one preset for every section
-        c["models"], c["peft_model"] = [c["model"]["name"]], c["model"]["name"]
-    sections = list(c["sections"])
-    bad = [x for x in sections if x not in SECTIONS]
-    check(
-        not bad and bool(sections), "sections", f"{bad or sections}; allowed: {', '.join(SECTIONS)}"
-    )
-    s = Settings(
-        preset=c["preset"],
-        models=tuple(c["models"]),
-        peft_model=c["peft_model"],
-        arch_overrides=dict(c["arch_overrides"] or {}),
-        device=c["device"],
-        dtype=c["dtype"],
-        seed=check_int(c["seed"], "seed", 0),
-        threads=c.get("threads"),
-        batch=check_int(pick["batch"], "batch", 1),
-        seq=check_int(pick["seq"], "seq", 2),
-        trials=check_int(pick["trials"], "trials", 1),
-        warmup=check_int(pick["warmup"], "warmup", 1),  # AdamW state must exist before timing
-        memory_steps=check_int(c["memory_steps"], "memory_steps", 1),
-        sections=tuple(x for x in SECTIONS if x in sections),
-        lr=float(c["lr"]),
-        lora={k: dict(v) for k, v in c["lora"].items()},
-        name=str(pick["name"]),
-        results_dir=str(c["results_dir"]),
-    )
-    check(s.lr > 0, "lr", f"must be > 0; got {s.lr}")
-    needs_models = any(x in s.sections for x in ("train", "memory", "checkpoint"))
-    check(bool(s.models) or not needs_models, "models", "must list at least one model")
-    for name, setting in (*((m, "models") for m in s.models), (s.peft_model, "peft_model")):
-        config = load_arch(name, s.arch_overrides, setting)
-        check(
-            s.seq <= config.max_position_embeddings - 2,
-            "seq",
-            f"{s.seq} exceeds {name}'s {config.max_position_embeddings - 2} usable positions",
-        )
-        kwargs = lora_settings(s, config.model_type)
-        try:
-            make_method("lora", **kwargs)
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"invalid setting lora.{config.model_type}: {err}") from None
-    if "peft" in s.sections:
-        config = load_arch(s.peft_model, s.arch_overrides)
-        spec = arch_spec(config.model_type)
-        targets = parse_targets(lora_settings(s, config.model_type)["targets"])
-        fused = [
-            t
-            for t in targets.paper
-            if t in spec.targets and spec.targets[t].slice_index is not None
-        ]
-        check(
-            not fused,
-            "peft_model",
-            f"{s.peft_model!r}: peft wraps whole modules, not the fused {fused} slices; "
-            f"use roberta-base, or lora.{config.model_type}.targets=[o]",
-        )
-    return s
+def meta(name: str, s: BenchConfig) -> nn.Module:
+    """Model preset ``name`` with ``s.arch_overrides`` on the meta device (its ``.config``)."""
+    return meta_model(model_preset(name), s.arch_overrides)
 
 
 # -- models and steps ------------------------------------------------------------------
@@ -203,7 +90,7 @@ def make_inputs(config: Any, batch: int, seq: int, device: torch.device, seed: i
     """
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(3, config.vocab_size, (batch, seq), generator=g)  # skip special ids
-    if is_causal(config):
+    if is_causal(config.model_type):
         labels = ids.clone()
     else:
         labels = torch.randint(0, config.num_labels, (batch,), generator=g)
@@ -211,9 +98,9 @@ def make_inputs(config: Any, batch: int, seq: int, device: torch.device, seed: i
     return {k: v.to(device) for k, v in inputs.items()}
 
 
-def adapt(model: nn.Module, method: str, s: Settings) -> nn.Module:
+def adapt(model: nn.Module, method: str, s: BenchConfig) -> nn.Module:
     """Apply ``full_ft`` or LoRA (the model type's ``lora`` settings) in place."""
-    kwargs = lora_settings(s, model.config.model_type) if method == "lora" else {}
+    kwargs = s.lora_for(model.config.model_type) if method == "lora" else {}
     return make_method(method, **kwargs).apply(model)
 
 
@@ -245,23 +132,24 @@ def memory_probe(job: dict[str, Any]) -> dict[str, Any]:
     and activations but not the transient cost of random initialisation.
 
     Args:
-        job: ``{"settings": asdict(Settings), "model": name, "method": full_ft|lora}``.
+        job: ``{"settings": BenchConfig, "model": name, "method": full_ft|lora}``.
 
     Returns:
         ``{"peak_rss_mb", "peak_gpu_mb", "built_rss_mb"}`` (GPU None on CPU).
     """
-    s = Settings(**job["settings"])
+    s = job["settings"]
     device, dtype = setup(s)
-    config = load_arch(job["model"], s.arch_overrides)
-    model = adapt(build_model(config, device, dtype, s.seed), job["method"], s)
+    built = meta(job["model"], s)
+    config = built.config
+    model = adapt(build_model(built, device, dtype, s.seed), job["method"], s)
     step = train_step(model, make_inputs(config, s.batch, s.seq, device, s.seed), s.lr)
     synchronize(device)
-    built = peak_memory()["peak_rss_mb"]
+    built_rss = peak_memory()["peak_rss_mb"]
     reset_peak_memory()
     for _ in range(s.memory_steps):
         step()
     synchronize(device)
-    return {**peak_memory(), "built_rss_mb": built}
+    return {**peak_memory(), "built_rss_mb": built_rss}
 
 
 def in_fresh_process(fn: Callable[[dict], dict], job: dict) -> dict:
@@ -275,7 +163,7 @@ def dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def checkpoint_sizes(models: dict[str, nn.Module], s: Settings) -> dict[str, dict[str, Any]]:
+def checkpoint_sizes(models: dict[str, nn.Module], s: BenchConfig) -> dict[str, dict[str, Any]]:
     """Parameter counts and on-disk checkpoint bytes per method.
 
     LoRA: :func:`lora.save_adapter` (trainable tensors + JSON config); full FT:
@@ -286,7 +174,7 @@ def checkpoint_sizes(models: dict[str, nn.Module], s: Settings) -> dict[str, dic
         for method, model in models.items():
             folder = Path(tmp) / method
             if method == "lora":
-                cfg = lora_settings(s, model.config.model_type)
+                cfg = s.lora_for(model.config.model_type)
                 save_adapter(model, folder, make_method("lora", **cfg))
             else:
                 model.save_pretrained(folder)
@@ -295,7 +183,11 @@ def checkpoint_sizes(models: dict[str, nn.Module], s: Settings) -> dict[str, dic
 
 
 def timed_pair(
-    fns: dict[str, Callable[[], Any]], s: Settings, device: torch.device, reference: str, timer=None
+    fns: dict[str, Callable[[], Any]],
+    s: BenchConfig,
+    device: torch.device,
+    reference: str,
+    timer=None,
 ) -> dict[str, Any]:
     """Interleave ``fns``; stats per name and the paired ratio of each to ``reference``."""
     timed = compare(fns, s.trials, s.warmup, device, s.seed, reference, timer)
@@ -310,16 +202,17 @@ def timed_pair(
 # -- sections --------------------------------------------------------------------------
 
 
-def bench_model(name: str, s: Settings, device, dtype, timer=None) -> dict[str, Any]:
+def bench_model(name: str, s: BenchConfig, device, dtype, timer=None) -> dict[str, Any]:
     """``train`` and ``checkpoint`` sections for one model: LoRA vs full fine-tuning."""
-    config = load_arch(name, s.arch_overrides)
+    built = meta(name, s)
+    config = built.config
     log.info("%s: building full-FT and LoRA copies", name)
-    full = adapt(build_model(config, device, dtype, s.seed), "full_ft", s)
+    full = adapt(build_model(built, device, dtype, s.seed), "full_ft", s)
     models = {"full_ft": full, "lora": adapt(copy.deepcopy(full), "lora", s)}
     out: dict[str, Any] = {
         "model": name,
         "model_type": config.model_type,
-        "lora": lora_settings(s, config.model_type),
+        "lora": s.lora_for(config.model_type),
     }
     if "checkpoint" in s.sections:
         out["checkpoint"] = checkpoint_sizes(models, s)
@@ -331,17 +224,18 @@ def bench_model(name: str, s: Settings, device, dtype, timer=None) -> dict[str, 
     return out
 
 
-def bench_peft(s: Settings, device, dtype, timer=None) -> dict[str, Any] | None:
+def bench_peft(s: BenchConfig, device, dtype, timer=None) -> dict[str, Any] | None:
     """``peft`` section: our LoRA against peft's on ``s.peft_model``; None without peft."""
     try:
         import peft
     except ImportError:
         log.warning("peft is not installed; skipping the peft comparison")
         return None
-    config = load_arch(s.peft_model, s.arch_overrides)
+    built = meta(s.peft_model, s)
+    config = built.config
     spec = arch_spec(config.model_type)
-    cfg = lora_settings(s, config.model_type)
-    base = build_model(config, device, dtype, s.seed)
+    cfg = s.lora_for(config.model_type)
+    base = build_model(built, device, dtype, s.seed)
     ours = make_method("lora", **cfg).apply(copy.deepcopy(base))
     head = [h for h in spec.head if any(n.split(".")[-1] == h for n, _ in base.named_modules())]
     peft_cfg = peft.LoraConfig(
@@ -427,7 +321,6 @@ def run(cfg: DictConfig, timer=None) -> tuple[dict[str, Any], list[Path]]:
     """
     s = resolve(cfg)
     device, dtype = setup(s)
-    settings = asdict(s)
     models = []
     if "train" in s.sections or "checkpoint" in s.sections:
         for name in s.models:
@@ -438,13 +331,13 @@ def run(cfg: DictConfig, timer=None) -> tuple[dict[str, Any], list[Path]]:
             for method in METHODS:
                 log.info("%s %s: peak memory in a fresh process", name, method)
                 peak = in_fresh_process(
-                    memory_probe, {"settings": settings, "model": name, "method": method}
+                    memory_probe, {"settings": s, "model": name, "method": method}
                 )
                 memory.append(
                     {
                         "model": name,
                         "method": method,
-                        "model_type": load_arch(name, s.arch_overrides).model_type,
+                        "model_type": s.arch(name).model_type,
                         **peak,
                     }
                 )
@@ -452,7 +345,7 @@ def run(cfg: DictConfig, timer=None) -> tuple[dict[str, Any], list[Path]]:
             lora, ft = memory[-1], memory[-2]
             lora["ratio"] = lora[key] / ft[key]
     peft_result = bench_peft(s, device, dtype, timer) if "peft" in s.sections else None
-    record = perf_record("bench", s, device, cfg.notes, model=",".join(s.models),
+    record = perf_record("bench", s, device, s.notes, model=",".join(s.models),
                          models=models, memory=memory, peft=peft_result)  # fmt: skip
     record["targets"] = check_targets(record)
     return record, publish(record, Path(s.results_dir))

@@ -39,147 +39,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
 from experiments.core.labels import ADAPTER_KINDS, fmt_targets, method_label
 from experiments.core.labels import LATENCY_LABELS as LABELS
 from experiments.core.schema import ConfigError
-from experiments.perf.timing import (
-    arch_config,
-    build_model,
-    check,
-    check_int,
-    compare,
-    perf_record,
-    publish,
-    resolve_common,
-    setup,
-    share_weights_copy,
-)
+from experiments.perf.models import build_model, meta_model
+from experiments.perf.schema import METHOD_KINDS as METHOD_KINDS  # the variant kinds
+from experiments.perf.schema import LatencyConfig, presets, resolve
+from experiments.perf.timing import compare, perf_record, publish, setup, share_weights_copy
 from lora import count_parameters, lora_layers, make_method, merge_and_unload, merge_lora
 
 log = logging.getLogger("experiments.latency")
 
-PRESETS = ("cpu", "table1", "figure5", "successors")
-METHOD_KINDS = (
-    "lora_merged",
-    "lora_unloaded",
-    "lora_unmerged",
-    "adapter_l",
-    "adapter_h",
-    "prefix_layer",
-)
+PRESETS = presets("latency")
 #: LoRA variants whose update is folded into W0: the paper's "Fine-Tune/LoRA" row.
 MERGED_KINDS = ("lora_merged", "lora_unloaded")
-#: ``make_method`` names whose layers fold into W0 (``merged`` entries).
-MERGEABLE = ("lora", "vera")
 #: Target band of merged LoRA latency / base latency.
 MERGED_TOLERANCE = 0.02
-
-
-# -- settings --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Validated settings of one latency run (see ``conf/latency.yaml``)."""
-
-    preset: str
-    model: str
-    arch: dict[str, Any]
-    arch_overrides: dict[str, Any]
-    device: str
-    dtype: str
-    seed: int
-    threads: int | None
-    grid: tuple[tuple[int, int], ...]
-    trials: int
-    warmup: int
-    methods: tuple[str, ...]
-    adapter_budgets: tuple[int, ...]
-    adapter_r: tuple[int, ...]
-    merged: dict[str, dict[str, Any]]
-    lora: dict[str, Any]
-    prefix: dict[str, Any]
-    name: str
-    results_dir: str
-
-
-def resolve(cfg: DictConfig) -> Settings:
-    """Fill unset settings from the preset and check every value.
-
-    Raises:
-        ConfigError: one line naming the setting and the allowed values.
-    """
-    c = OmegaConf.to_container(cfg, resolve=True)
-    pick = resolve_common(c, PRESETS)
-    model = c["model"]["name"]
-    config = arch_config(model, c["model"].get("arch"), c["arch_overrides"])
-    methods = pick["methods"]
-    bad = [m for m in methods if m not in METHOD_KINDS]
-    check(not bad, "methods", f"{bad}; allowed: {', '.join(METHOD_KINDS)}")
-    budgets = [check_int(b, "adapter_budgets", 1) for b in pick["adapter_budgets"]]
-    sizes = [check_int(r, "adapter_r", 1) for r in pick["adapter_r"]]
-    if any(m in ADAPTER_KINDS for m in methods):
-        check(
-            bool(budgets or sizes),
-            "adapter_budgets",
-            "adapter methods need adapter_budgets or adapter_r; both are empty",
-        )
-    for key, name in (("lora", "lora"), ("prefix", "prefix_layer")):
-        try:
-            make_method(name, **c[key])
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"invalid setting {key}: {err}") from None
-    merged = pick["merged"] or {}
-    for row, method in merged.items():
-        settings = dict(method or {})
-        name = settings.pop("name", None)
-        check(
-            name in MERGEABLE,
-            f"merged.{row}.name",
-            f"{name!r} does not fold into W0; allowed: {', '.join(MERGEABLE)}",
-        )
-        try:
-            make_method(name, **settings)
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"invalid setting merged.{row}: {err}") from None
-    n_v = c["prefix"]["l_p"] + c["prefix"]["l_i"] if "prefix_layer" in methods else 0
-    grid = []
-    for point in pick["grid"]:
-        ok = isinstance(point, list | tuple) and len(point) == 2
-        check(ok, "grid", f"entries must be [batch, seq]; got {point!r}")
-        b, s = check_int(point[0], "grid", 1), check_int(point[1], "grid", 1)
-        check(
-            s + n_v <= config.max_position_embeddings,
-            "grid",
-            f"seq {s} + {n_v} prefix tokens exceeds the model's "
-            f"{config.max_position_embeddings} positions",
-        )
-        grid.append((b, s))
-    check(bool(grid), "grid", "must list at least one [batch, seq]")
-    return Settings(
-        preset=c["preset"],
-        model=model,
-        arch=dict(c["model"]["arch"]),
-        arch_overrides=dict(c["arch_overrides"] or {}),
-        device=c["device"],
-        dtype=c["dtype"],
-        seed=check_int(c["seed"], "seed", 0),
-        threads=c.get("threads"),
-        grid=tuple(dict.fromkeys(grid)),
-        trials=check_int(pick["trials"], "trials", 1),
-        warmup=check_int(pick["warmup"], "warmup", 0),
-        methods=tuple(m for m in METHOD_KINDS if m in methods),
-        adapter_budgets=tuple(sorted(set(budgets))),
-        adapter_r=tuple(sorted(set(sizes))),
-        merged={row: dict(m) for row, m in merged.items()},
-        lora=dict(c["lora"]),
-        prefix=dict(c["prefix"]),
-        name=str(pick["name"]),
-        results_dir=str(c["results_dir"]),
-    )
 
 
 # -- variants --------------------------------------------------------------------------
@@ -240,7 +118,7 @@ class Variant:
         return LABELS[self.kind]
 
 
-def plan_variants(s: Settings, n_layer: int, d: int) -> list[Variant]:
+def plan_variants(s: LatencyConfig, n_layer: int, d: int) -> list[Variant]:
     """The base plus every method variant of ``s``, in table order."""
     out = [Variant("base", "base")]
     for kind in s.methods:
@@ -316,7 +194,7 @@ def measure_point(
     models: dict[str, nn.Module],
     batch: int,
     seq: int,
-    s: Settings,
+    s: LatencyConfig,
     vocab: int,
     device: torch.device,
     timer=None,
@@ -436,17 +314,19 @@ def run(cfg: DictConfig, timer=None) -> tuple[dict[str, Any], list[Path]]:
     """
     s = resolve(cfg)
     device, dtype = setup(s)
-    config = arch_config(s.model, s.arch, s.arch_overrides)
+    meta = meta_model(s.model, s.arch_overrides)
+    config = meta.config
     variants = plan_variants(s, config.num_hidden_layers, config.hidden_size)
-    log.info("building %s (%s, %s) and %d variants", s.model, s.device, s.dtype, len(variants) - 1)
-    base = build_model(config, device, dtype, s.seed).eval()
+    log.info("building %s (%s, %s) and %d variants", s.model.name, s.device, s.dtype,
+             len(variants) - 1)  # fmt: skip
+    base = build_model(meta, device, dtype, s.seed).eval()
     models, params = {}, {}
     for v in variants:
         try:
             models[v.key], params[v.key] = build_variant(base, v, s.seed)
         except ValueError as err:  # a method that does not fit this architecture
             where = f"merged.{v.key.removeprefix('merged-')}" if v.kind == "merged" else "methods"
-            raise ConfigError(f"invalid setting {where} for model={s.model}: {err}") from None
+            raise ConfigError(f"invalid setting {where} for model={s.model.name}: {err}") from None
     points = []
     for batch, seq in s.grid:
         log.info(
@@ -472,8 +352,8 @@ def run(cfg: DictConfig, timer=None) -> tuple[dict[str, Any], list[Path]]:
         "latency",
         s,
         device,
-        cfg.notes,
-        model=s.model,
+        s.notes,
+        model=s.model.name,
         arch={
             "model_type": config.model_type,
             "num_hidden_layers": config.num_hidden_layers,

@@ -1,4 +1,4 @@
-"""Timing, model-building and settings helpers shared by the latency and efficiency benchmarks.
+"""Timing and record helpers shared by the latency and efficiency benchmarks.
 
 Protocol (paper App. B gives only "averaged over 100 trials" on one GPU, so the rest
 is ours): every callable being compared runs ``warmup`` untimed rounds, then
@@ -8,9 +8,8 @@ therefore hits all of them alike, and each method is compared with the base on
 paired per-round ratios (:func:`paired_ratio`). On CUDA a call is timed with CUDA
 events after a ``synchronize`` (:func:`time_call`); on CPU with ``perf_counter``.
 
-Errors: the ``resolve_*`` / ``check_*`` helpers raise
-:class:`experiments.core.schema.ConfigError` with one line naming the setting and the
-allowed values.
+Settings are checked in :mod:`experiments.perf.schema`, models built in
+:mod:`experiments.perf.models`; this module times, summarises and writes records.
 """
 
 from __future__ import annotations
@@ -33,147 +32,27 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 from torch import nn
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from experiments.core.records import SCHEMA_VERSION, provenance, write_atomic
 from experiments.core.schema import ConfigError
-from lora import ARCHITECTURES
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-DEVICES = ("cpu", "cuda")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-# -- settings --------------------------------------------------------------------------
-
-
-def check(ok: bool, setting: str, message: str) -> None:
-    """Raise ``ConfigError("invalid setting <setting>: <message>")`` unless ``ok``."""
-    if not ok:
-        raise ConfigError(f"invalid setting {setting}: {message}")
-
-
-def check_int(value: Any, setting: str, minimum: int) -> int:
-    """``value`` as an int ≥ ``minimum`` (bools rejected)."""
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-    check(ok, setting, f"must be an integer >= {minimum}; got {value!r}")
-    return int(value)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"cpu"`` or ``"cuda"`` (``"cuda:N"`` too) -> ``torch.device``; CUDA must be present."""
-    kind = str(name).split(":")[0]
-    check(kind in DEVICES, "device", f"{name!r}; allowed: {', '.join(DEVICES)}")
-    if kind == "cuda":
-        check(
-            torch.cuda.is_available(), "device", f"{name!r} but CUDA is not available; allowed: cpu"
-        )
-    return torch.device(name)
-
-
-def select_device(device: torch.device) -> None:
-    """Make ``cuda:N`` the current device, so that CUDA events and peak-memory stats refer
-    to it; no-op on CPU and for a bare ``cuda``."""
-    if device.type == "cuda" and device.index is not None:
-        torch.cuda.set_device(device)
-
-
-def resolve_dtype(name: str) -> torch.dtype:
-    """``"fp32"``, ``"fp16"`` or ``"bf16"`` -> ``torch.dtype``."""
-    check(name in DTYPES, "dtype", f"{name!r}; allowed: {', '.join(DTYPES)}")
-    return DTYPES[name]
-
-
-def resolve_common(c: dict[str, Any], presets: tuple[str, ...]) -> dict[str, Any]:
-    """Check the settings every perf job has (preset, device, dtype, threads).
-
-    Args:
-        c: the job's resolved config (``conf/latency.yaml``, ``conf/bench.yaml``).
-        presets: the job's preset names.
-
-    Returns:
-        The preset's settings, each replaced by the top-level one where that is set.
-    """
-    check(c["preset"] in presets, "preset", f"{c['preset']!r}; allowed: {', '.join(presets)}")
-    preset = c["presets"][c["preset"]]
-    resolve_device(c["device"])
-    resolve_dtype(c["dtype"])
-    if c.get("threads") is not None:
-        check_int(c["threads"], "threads", 1)
-    return {k: preset[k] if c.get(k) is None else c[k] for k in preset}
+# -- devices ---------------------------------------------------------------------------
 
 
 def setup(s: Any) -> tuple[torch.device, torch.dtype]:
-    """Device, dtype and CPU threads of resolved settings ``s``, made current."""
-    device, dtype = resolve_device(s.device), resolve_dtype(s.dtype)
-    select_device(device)
+    """Device, dtype and CPU threads of validated settings ``s``
+    (:mod:`experiments.perf.schema`), made current: ``cuda:N`` becomes the current device,
+    so that CUDA events and peak-memory stats refer to it."""
+    device, dtype = torch.device(s.device), DTYPES[s.dtype]
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)
     if s.threads:
         torch.set_num_threads(s.threads)
     return device, dtype
-
-
-def model_names() -> list[str]:
-    """Model presets with architecture dimensions, ``conf/model/<name>.yaml``."""
-    return sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
-
-
-def arch_config(
-    name: str, arch: Mapping[str, Any] | None, overrides: Mapping[str, Any] | None = None
-) -> Any:
-    """The transformers config of a model preset's ``arch`` block.
-
-    Args:
-        name: the preset's name, for the error message.
-        arch: ``model_type`` and dimensions (``conf/model/<name>.yaml``'s ``arch``).
-        overrides: config attributes set afterwards; generic names such as
-            ``hidden_size`` or ``num_hidden_layers`` map to GPT-2's ``n_embd`` /
-            ``n_layer`` through the config's ``attribute_map`` (tests use tiny sizes).
-
-    Raises:
-        ConfigError: no ``arch`` block or no ``model_type`` in it.
-    """
-    check(bool(arch) and "model_type" in arch, "model", f"{name!r} has no arch dimensions")
-    arch = dict(arch)
-    config = AutoConfig.for_model(arch.pop("model_type"), **arch)
-    for key, value in (overrides or {}).items():
-        setattr(config, key, value)
-    return config
-
-
-def load_arch(
-    name: str, overrides: Mapping[str, Any] | None = None, setting: str = "models"
-) -> Any:
-    """:func:`arch_config` of model preset ``name``, read from ``conf/model/<name>.yaml``.
-
-    Raises:
-        ConfigError: unknown preset (naming ``setting``), or one without an ``arch`` block.
-    """
-    names = model_names()
-    check(name in names, setting, f"{name!r}; allowed: {', '.join(names)}")
-    node = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml"))
-    return arch_config(name, node.get("arch"), overrides)
-
-
-def is_causal(config: Any) -> bool:
-    """True for decoder-only families (GPT-2, Llama ...: :attr:`lora.ArchSpec.causal`)."""
-    spec = ARCHITECTURES.get(config.model_type)
-    return bool(spec and spec.causal)
-
-
-def build_model(config: Any, device: torch.device, dtype: torch.dtype, seed: int) -> nn.Module:
-    """Randomly initialised model for ``config``: a causal LM for a decoder-only family
-    (:func:`is_causal`), else a sequence classifier.
-
-    Weights are initialised as the architecture does (never left uninitialised:
-    garbage values can hold denormals or NaNs that change kernel speed).
-    """
-    torch.manual_seed(seed)
-    auto = AutoModelForCausalLM if is_causal(config) else AutoModelForSequenceClassification
-    with torch.device(device):
-        model = auto.from_config(config)
-    return model.to(dtype)
 
 
 def share_weights_copy(model: nn.Module) -> nn.Module:
@@ -366,12 +245,13 @@ def paired_ratio(num: list[float], den: list[float]) -> tuple[float, float]:
 
 def perf_record(experiment: str, s: Any, device: torch.device, notes: str | None,
                 **results: Any) -> dict[str, Any]:  # fmt: skip
-    """A perf job's record: identity from its settings ``s`` (a dataclass), then results.
+    """A perf job's record: identity from its settings ``s`` (a dataclass of
+    :mod:`experiments.perf.schema`; ``s.record_settings()``), then results.
 
     The run id names the output and hashes every setting, so a rerun with the same
     settings replaces its record.
     """
-    settings = asdict(s)
+    settings = s.record_settings()
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": f"{s.name}-{s.preset}-{device.type}-{s.dtype}-{settings_hash(settings)}",

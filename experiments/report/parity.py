@@ -204,8 +204,10 @@ def _findings(pairs: list[tuple[Cell, Cell | None]], ft: dict[str, Cell]) -> lis
             parts.append(f"{c.setting} ({fmt_params(c.records[0]['params']['method'])}) − "
                          f"W_q,W_v r=8: {_fmt(x)}, {_beyond(x)}")  # fmt: skip
         lines.append("**Target set at a ≈matched count** (avg over tasks, against the base LoRA "
-                     "cell): " + "; ".join(parts) + ". Schulman et al. (2025) find "
-                     "attention-only LoRA behind MLP and all-linear LoRA at a matched count.")  # fmt: skip
+                     "cell): " + "; ".join(parts) + ". Each at W_q,W_v's searched lr; "
+                     "`parity_target_lr.md` gives each target set its own lr search. Schulman "
+                     "et al. (2025) find attention-only LoRA behind MLP and all-linear LoRA at "
+                     "a matched count.")  # fmt: skip
     batch = [(c.x, x, c) for c, x in by["batch"]] + [(16, x, c) for c, x in by["base"]]
     if len(batch) > 1:
         listing = "; ".join(f"batch {b} ({_steps(c).split(' / ')[1]} steps): {_fmt(x)}"

@@ -1,7 +1,7 @@
 """Every table from training records, one spec each: rows, columns and metric, the
 reference row, the paper's values and claim, and the notes (Hu et al. 2021).
 
-Paper values: /work/shared/reference/paper.md (Table 2, GLUE dev ×100, median of 5
+Paper values: Hu et al. 2021, arXiv 2106.09685 (Table 2, GLUE dev ×100, median of 5
 seeds; Table 3, E2E; Tables 5, 6, 16, 18 and 14). ``prior`` marks the ``*`` rows the
 paper copied from earlier work, ``houlsby_setup`` its ``†`` rows (sequence length 128,
 fixed batch size, no MNLI initialisation). :mod:`experiments.report.render` turns a

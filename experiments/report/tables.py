@@ -20,6 +20,7 @@ import argparse
 from collections import defaultdict
 from pathlib import Path
 
+from experiments.report.analysis import write_analysis_records
 from experiments.report.common import latest
 from experiments.report.efficiency_tables import write_bench_table
 from experiments.report.latency_tables import write_latency_table
@@ -62,6 +63,8 @@ def write_tables(results_dir: Path, experiment: str | None = None) -> list[Path]
             written += write_table(PARITY, out, exp, exp, with_base(results_dir, recs))
         elif all(kind(r) == "spectrum" for r in recs):  # ΔW of saved runs (experiments.spectrum)
             written += write_table(SPECTRUM, out, exp, exp, recs)
+        elif all(kind(r) == "analysis" for r in recs):  # paper §7 (experiments.analysis_job)
+            written += write_analysis_records(recs, results_dir / "analysis", results_dir)
         elif (layout := layout_for(exp)) is not None:  # paper Tables 5, 6, 16, 18
             written += write_table(layout, out, exp, exp, recs)
         else:
