@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 from pathlib import Path
 
 import yaml
 
 from experiments.core.records import load_records
-from experiments.core.selection import choose, extensions
+from experiments.core.selection import choose, extensions, tried
 
 
 def render(experiment: str, choices: dict, commits: list[str]) -> str:
@@ -55,19 +54,6 @@ def render(experiment: str, choices: dict, commits: list[str]) -> str:
             edge = "  ! at the grid's edge" if c.at_edge else ""
             lines.append(f"      {task}: {c.lr:.1e}  # {trials}{edge}")  # 1.0e-03: YAML 1.1 float
     return "\n".join(lines) + "\n"
-
-
-def tried(results_dir: Path, experiment: str) -> dict[tuple[str, str], set[float]]:
-    """Every (row, task) -> the learning rates with a record, ok or failed."""
-    out: dict[tuple[str, str], set[float]] = {}
-    for path in (results_dir / "runs" / experiment).glob("*.json"):
-        try:
-            cfg = json.loads(path.read_text())["config"]
-            key = (cfg["row"], cfg["task"]["name"])
-            out.setdefault(key, set()).add(float(cfg["train"]["lr"]))
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return out
 
 
 def grid_points(preset: Path) -> list[tuple[str, float]]:

@@ -30,7 +30,6 @@ step failed, naming it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -42,7 +41,14 @@ from omegaconf import OmegaConf
 
 from experiments.core.load import load_records
 from experiments.core.schema import register_configs
-from experiments.core.selection import choose, chosen_lr, config_key, extensions
+from experiments.core.selection import (
+    choose,
+    chosen_lr,
+    config_key,
+    extensions,
+    tried,
+    unit_trials,
+)
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 DEFAULT_TASKS = "sst2,mrpc,stsb"
@@ -92,29 +98,14 @@ def run_unit(preset: str, row: str, task: str, seeds: list[int], overrides: list
         return "failed", f"{name}: {type(err).__name__}: {err}; see {log}"
 
 
-def _tried(results_dir: Path, experiment: str, row: str, task: str, seed: int) -> set[float]:
-    """The learning rates of (``row``, ``task``) at ``seed`` with a record, ok or failed (a
-    diverged step closes that side of the grid)."""
-    out = set()
-    for path in (Path(results_dir) / "runs" / experiment).glob("*.json"):
-        try:
-            c = json.loads(path.read_text())["config"]
-            if (c["row"], c["task"]["name"], c["seed"]) == (row, task, seed):
-                out.add(float(c["train"]["lr"]))
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return out
-
-
 def _edge_step(records: list[dict], row: str, task: str, seed: int, key: str,
-               tried: set[float]) -> float | None:  # fmt: skip
+               tried: dict[tuple[str, str], set[float]]) -> float | None:  # fmt: skip
     """The next lr beyond this unit's winner at the grid's edge, or None (inside, or
-    the step was tried)."""
-    trials = [r for r in records if r["config"].get("row") == row and r["task"] == task
-              and r["seed"] == seed and config_key(r) == key]  # fmt: skip
+    the step was tried: ``tried`` as :func:`experiments.core.selection.tried` gives it)."""
+    trials = unit_trials(records, row, task, seed, key)
     if not trials:
         return None
-    steps = extensions(choose(trials), {(row, task): tried})
+    steps = extensions(choose(trials), {(row, task): tried.get((row, task), set())})
     return steps[0][2] if steps else None
 
 
@@ -132,8 +123,14 @@ def _run_unit(preset: str, row: str, task: str, seeds: list[int], overrides: lis
     key = config_key({"config": OmegaConf.to_container(unit, resolve=True)})
     for _ in range(extend):
         records = load_records(cfg.paths.results_dir, cfg.experiment_name)
-        tried = _tried(cfg.paths.results_dir, cfg.experiment_name, row, task, cfg.seed)
-        step = _edge_step(records, row, task, cfg.seed, key, tried)
+        step = _edge_step(
+            records,
+            row,
+            task,
+            cfg.seed,
+            key,
+            tried(cfg.paths.results_dir, cfg.experiment_name, cfg.seed),
+        )
         if step is None:
             break
         print(f"edge: {name}: the winner is at the grid's edge, trying lr {step:g}", flush=True)

@@ -110,3 +110,23 @@ def test_generation_trials_choose_the_lowest_dev_loss(tmp_path):
     recs[0]["metrics"]["heldout"] = {"score": 0.5}
     with pytest.raises(ValueError, match="mix held-out and dev-loss"):
         choose(recs)
+
+
+def test_the_successors_driver_steps_past_an_edge_winner_at_the_search_seed_only(tmp_path):
+    from experiments.core.selection import config_key, tried
+    from experiments.successors import _edge_step
+
+    recs = [trial("vera", "sst2", lr, s) for lr, s in ((3e-4, 0.6), (1e-3, 0.7), (3e-3, 0.8))]
+    recs.append(trial("vera", "sst2", 1e-2, 0.9, seed=2))  # another seed: not a trial
+    key = config_key(recs[0])
+    folder = tmp_path / "runs" / "search"
+    for r in recs:
+        write_atomic(folder / f"{r['run_id']}.json", r)
+    at_seed_1 = tried(tmp_path, "search", seed=1)
+    assert at_seed_1 == {("vera", "sst2"): {3e-4, 1e-3, 3e-3}}
+    assert _edge_step(recs, "vera", "sst2", 1, key, at_seed_1) == 1e-2
+    # a failed run at the step closes that side: no further step
+    failed = {**trial("vera", "sst2", 1e-2, 0.0, run="failed"), "status": "failed"}
+    write_atomic(folder / "failed.failed.json", failed)
+    assert _edge_step(recs, "vera", "sst2", 1, key, tried(tmp_path, "search", seed=1)) is None
+    assert _edge_step(recs, "lora", "sst2", 1, key, at_seed_1) is None  # no trials

@@ -19,6 +19,7 @@ import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from experiments.core.labels import method_names
@@ -123,6 +124,38 @@ def config_key(record: dict[str, Any]) -> str:
     return json.dumps(settings, sort_keys=True)
 
 
+def budget_key(record: dict[str, Any]) -> str:
+    """Every setting but the method, the lr and the seed: two experiments' records share
+    it when they trained at the same budget (a table may borrow rows across them)."""
+    return json.dumps({k: v for k, v in settings_of(record).items()
+                       if k != "train.lr" and not k.startswith("method.")}, sort_keys=True)  # fmt: skip
+
+
+def unit_trials(records: list[dict[str, Any]], row: str, task: str, seed: int,
+                key: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """The records of one search: ``row`` on ``task`` at ``seed`` (and, with ``key``, of
+    that :func:`config_key` only)."""
+    return [r for r in records if row_of(r) == row and r["task"] == task and r["seed"] == seed
+            and (key is None or config_key(r) == key)]  # fmt: skip
+
+
+def tried(results_dir: str | Path, experiment: str, seed: int | None = None
+          ) -> dict[tuple[str, str], set[float]]:  # fmt: skip
+    """Every (row, task) -> the learning rates with a record in ``<results_dir>/runs/
+    <experiment>``, ok or failed (a diverged step closes that side of a grid); with
+    ``seed``, only the records at that seed."""
+    out: dict[tuple[str, str], set[float]] = {}
+    for path in (Path(results_dir) / "runs" / experiment).glob("*.json"):
+        try:
+            cfg = json.loads(path.read_text())["config"]
+            if seed is not None and cfg["seed"] != seed:
+                continue
+            out.setdefault((cfg["row"], cfg["task"]["name"]), set()).add(float(cfg["train"]["lr"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
 def row_of(record: dict[str, Any]) -> str:
     """The record's method row: the preset's ``row``, else the method's label key."""
     return record["config"].get("row") or method_names(record["method"])[0]
@@ -142,10 +175,8 @@ def chosen_lr(
     Returns:
         ``(lr, trials)``, or None when no trial finished.
     """
-    scored = [(r, score[1]) for r in records
-              if row_of(r) == row and r["task"] == task and r["seed"] == seed
-              and (score := _score(r)) is not None and score[0] == "heldout"
-              and (key is None or config_key(r) == key)]  # fmt: skip
+    scored = [(r, score[1]) for r in unit_trials(records, row, task, seed, key)
+              if (score := _score(r)) is not None and score[0] == "heldout"]  # fmt: skip
     if not scored:
         return None
     lr, scores = _winner(scored)

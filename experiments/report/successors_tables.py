@@ -26,7 +26,6 @@ AdapterH as it runs; FT and BitFit ship the base architecture itself.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import statistics
@@ -41,8 +40,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from experiments.core.labels import METHOD_LABELS, fmt_params, method_label  # noqa: E402
 from experiments.core.load import load_records  # noqa: E402
-from experiments.core.selection import chosen_lr, config_key, row_of  # noqa: E402
-from experiments.core.settings import settings_of  # noqa: E402
+from experiments.core.selection import budget_key, chosen_lr, config_key, row_of  # noqa: E402
 from experiments.glue.data import TASKS as GLUE_TASKS  # noqa: E402
 from experiments.report.common import any_stale, footer  # noqa: E402
 from experiments.report.plots import save_figure  # noqa: E402
@@ -82,16 +80,10 @@ BORROWED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
-def budget_key(record: dict[str, Any]) -> str:
-    """Every setting but the method, the lr and the seed: what a borrowed row must share."""
-    return json.dumps({k: v for k, v in settings_of(record).items()
-                       if k != "train.lr" and not k.startswith("method.")}, sort_keys=True)  # fmt: skip
-
-
 def with_borrowed(results_dir: Path, experiment: str, records: list[dict[str, Any]]
                   ) -> list[dict[str, Any]]:  # fmt: skip
     """``records`` plus the :data:`BORROWED` rows of ``experiment`` that it does not run
-    itself, each run once, from sources whose budget (:func:`budget_key`) is the
+    itself, each run once, from sources whose budget (:func:`~experiments.core.selection.budget_key`) is the
     experiment's; a source record of another budget is left out with a warning."""
     sources, rows = BORROWED.get(experiment, ((), ()))
     own = {row_of(r) for r in records}
