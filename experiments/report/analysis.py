@@ -48,8 +48,7 @@ log = logging.getLogger("experiments.analysis")
 EXPERIMENT = "analysis_minilm"
 SUFFIX = "subspace"  # the job's records: runs/<experiment>_subspace/
 TARGET_LABELS = {"q": "W_q", "v": "W_v", "k": "W_k", "o": "W_o"}
-#: Paper Table 7 (GPT-3 175B, W_q of layer 48 of 96, d_model 12288; §7.3, §H.4),
-#: ../shared/reference/paper.md §1.7.
+#: Paper Table 7 (GPT-3 175B, W_q of layer 48 of 96, d_model 12288; §7.3, §H.4).
 PAPER_TABLE7 = {
     "model": "GPT-3",
     "layer": 48,
