@@ -105,10 +105,10 @@ table2: install ## Paper Table 2, RoBERTa-base LoRA on GLUE (GPU + Hub; ARGS=tra
 params: install ## Parameter counts without weights: ARGS="model=roberta-base method=lora"
 	$(PY) -m experiments.params $(ARGS)
 
-latency: install ## Inference latency, paper Table 1/Fig. 5 (CPU ~10 min; GPU: ARGS="preset=table1 device=cuda")
+latency: install ## Inference latency, paper Table 1/Fig. 5 (CPU 9 min measured; GPU: ARGS="preset=table1 device=cuda")
 	$(PY) -m experiments.latency $(ARGS)
 
-bench: install ## Training step time, peak memory, checkpoint size: LoRA vs full FT and vs peft (CPU ~8 min)
+bench: install ## Training step time, peak memory, checkpoint size: LoRA vs full FT and vs peft (CPU 9 min 48 s measured)
 	$(PY) -m experiments.bench $(ARGS)
 
 parity: install ## LoRA vs FT one factor at a time (targets at matched count, lr ratio, batch, rank), SST-2/STS-B, 3 seeds, base cells from make demo; then the ΔW spectrum (87 runs: 105 min 48 s measured beside short test runs; stage 1 78 min, ranks 24 min, spectrum 4 min), resumable
@@ -172,7 +172,7 @@ successors: install ## LoRA's successors: 9 methods x SST-2, MRPC, STS-B, same 3
 	echo "make successors: wall time $$(( took / 60 )) min $$(( took % 60 )) s; table: $(RESULTS)/tables/$$p.md"; \
 	exit $$status
 
-successors-demo: install ## LoRA's successors at the demo's budget: rsLoRA, DoRA, PiSSA, VeRA, LoRA+ x SST-2, STS-B, 3-point lr grid + edge steps (held-out), 3 seeds; FT, LoRA, AdapterH from the demo's records; then their merged latency (~80 min estimated)
+successors-demo: install ## LoRA's successors at the demo's budget: rsLoRA, DoRA, PiSSA, VeRA, LoRA+ x SST-2, STS-B, 3-point lr grid + edge steps (held-out), 3 seeds; FT, LoRA, AdapterH from the demo's records; then their merged latency (71 min 24 s measured beside two helpers, latency 42 s)
 	@start=$$(date +%s); \
 	$(PY) -m experiments.successors --preset successors_demo --rows rslora,dora,pissa,vera,loraplus \
 	  --tasks sst2,stsb --extend-edges 3 $(ARGS); status=$$?; \
@@ -182,10 +182,11 @@ successors-demo: install ## LoRA's successors at the demo's budget: rsLoRA, DoRA
 	echo "make successors-demo: wall time $$(( took / 60 )) min $$(( took % 60 )) s; table: $(RESULTS)/tables/successors_demo.md"; \
 	exit $$status
 
-parity-target-lr: install ## The parity study's target sets (qkvo r4, MLP r3, all-linear r2), each with its own lr search (successors-demo's procedure), 3 seeds, against the demo's FT and W_q,W_v LoRA (~40 min estimated)
+parity-target-lr: install ## The parity study's target sets (qkvo r4, MLP r3, all-linear r2), each with its own lr search (successors-demo's procedure), 3 seeds, against the demo's FT and W_q,W_v LoRA, then their merged latency (40 min 2 s measured)
 	@start=$$(date +%s); \
 	$(PY) -m experiments.successors --preset parity_target_lr --rows qkvo_r4,mlp_r3,all_r2 \
 	  --tasks sst2,stsb --extend-edges 3 $(ARGS); status=$$?; \
+	$(PY) -m experiments.latency preset=parity_targets model=minilm-l6 || status=1; \
 	$(PY) -m experiments.tables --results-dir $(RESULTS) --experiment parity_target_lr; \
 	took=$$(( $$(date +%s) - start )); \
 	echo "make parity-target-lr: wall time $$(( took / 60 )) min $$(( took % 60 )) s; table: $(RESULTS)/tables/parity_target_lr.md"; \

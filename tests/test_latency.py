@@ -141,13 +141,33 @@ PRESET_VALUES = {
         "loraplus": {"name": "lora", "r": 8, "lora_alpha": 16, "targets": ["q", "v"],
                      "loraplus_lr_ratio": 16},
     }),
+    "parity_targets": dict(name="parity_target_lr_latency", grid=[[1, 128], [4, 128]],
+                           trials=20, warmup=2, methods=[], adapter_budgets=[], adapter_r=[],
+                           merged={
+        "lora": {"name": "lora", "r": 8, "lora_alpha": 16, "targets": ["q", "v"]},
+        "qkvo_r4": {"name": "lora", "r": 4, "lora_alpha": 16, "targets": ["q", "k", "v", "o"]},
+        "mlp_r3": {"name": "lora", "r": 3, "lora_alpha": 16, "targets": ["ffn_in", "ffn_out"]},
+        "all_r2": {"name": "lora", "r": 2, "lora_alpha": 16, "targets": "all-linear"},
+    }),
 }  # fmt: skip
+
+
+def test_parity_targets_latency_times_the_methods_parity_target_lr_trains():
+    """The table only takes a latency for settings equal to the trained ones
+    (successors_tables.merged_latency): the preset must not drift from the experiment."""
+    from tests.test_config import compose_cfg
+
+    cfg = compose_cfg(["experiment=parity_target_lr", "task=sst2"])
+    trained = OmegaConf.to_container(cfg.hparams, resolve=True)
+    timed = PRESET_VALUES["parity_targets"]["merged"]
+    for row in ("qkvo_r4", "mlp_r3", "all_r2"):
+        assert trained[row]["method"] == timed[row], row
 
 
 @pytest.mark.parametrize("preset", sorted(PRESET_VALUES))
 def test_every_preset_file_composes_with_its_exact_values(preset):
     assert tuple(sorted(PRESET_VALUES)) == latency.PRESETS  # no preset file untested
-    model = ["model=minilm-l6"] if preset == "successors" else []
+    model = ["model=minilm-l6"] if preset in ("successors", "parity_targets") else []
     cfg = compose_latency([f"preset={preset}", *model])
     composed = OmegaConf.to_container(cfg)
     assert composed["preset"] == preset
