@@ -121,7 +121,7 @@ parity: install ## LoRA vs FT one factor at a time (targets at matched count, lr
 	echo "make parity: wall time $$(( took / 60 )) min $$(( took % 60 )) s; tables: $(RESULTS)/tables/parity.md, parity_spectrum.md"; \
 	exit $$status
 
-e2e-demo-search: install ## The E2E demo's lr search: a 3-point grid each for FT and LoRA on SmolLM2-135M, seed 1, chosen by dev loss; writes conf/experiment/e2e_demo_lrs.yaml (6 runs, ~80 min estimated: one LoRA trial took 23 min beside 2 jobs)
+e2e-demo-search: install ## The E2E demo's lr search: a 3-point grid each for FT and LoRA on SmolLM2-135M, seed 1, chosen by dev loss; writes conf/experiment/e2e_demo_lrs.yaml (6 runs: 4 of them 57 min 24 s measured two at a time beside a third job; both winners interior, no edge round)
 	@start=$$(date +%s); status=0; \
 	points=$$($(PY) -m experiments.choose_lr --grid conf/experiment/e2e_demo_lr_search.yaml); \
 	for round in 0 1; do \
